@@ -1,0 +1,1 @@
+"""kokeilu: evaluation pipeline for the activating social security pilot."""
