@@ -40,12 +40,12 @@ FIRST_ASSESSMENT_DATE = dt.date(2017, 1, 1)
 MAX_EUR = Decimal("100000")
 """Upper bound of a plausible monthly euro amount for one person (exclusive)."""
 
-INT_PATTERN = re.compile(r"^[+-]?\d{1,9}$")
-DECIMAL_PATTERN = re.compile(r"^[+-]?\d{1,12}(,\d{1,2})?$")
-YYYYMM_PATTERN = re.compile(r"^(\d{4})(0[1-9]|1[0-2])$")
-DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-CODE3_PATTERN = re.compile(r"^\d{3}$")
-FACTOR_PATTERN = re.compile(r"^(" + "|".join(GOAL_DOMAINS) + r"):[+-]$")
+INT_PATTERN = re.compile(r"[+-]?[0-9]{1,9}")
+DECIMAL_PATTERN = re.compile(r"[+-]?[0-9]{1,12}(,[0-9]{1,2})?")
+YYYYMM_PATTERN = re.compile(r"([0-9]{4})(0[1-9]|1[0-2])")
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+CODE3_PATTERN = re.compile(r"[0-9]{3}")
+FACTOR_PATTERN = re.compile(r"(" + "|".join(GOAL_DOMAINS) + r"):[+-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +187,7 @@ def _check_text(col: Column, raw: Any, ctx: CheckContext) -> str:
 
 def _check_code3(col: Column, raw: Any, ctx: CheckContext) -> str:
     text = _as_text(raw)
-    if not CODE3_PATTERN.match(text):
+    if not CODE3_PATTERN.fullmatch(text):
         raise RuleBroken("kuntanumero_format", f"kuntanumero {text!r}: expected 3 digits")
     if text not in ctx.municipalities:
         raise RuleBroken("kuntanumero_unknown", f"kuntanumero {text!r} is not in municipalities.csv")
@@ -199,7 +199,7 @@ def _check_code3(col: Column, raw: Any, ctx: CheckContext) -> str:
 
 def _check_yyyymm(col: Column, raw: Any, ctx: CheckContext) -> str:
     text = _as_text(raw)
-    m = YYYYMM_PATTERN.match(text)
+    m = YYYYMM_PATTERN.fullmatch(text)
     if m is None:
         raise RuleBroken("tilastokuukausi_format", f"tilastokuukausi {text!r}: expected YYYYMM")
     if text < FIRST_MONTH or text > ctx.today.strftime("%Y%m"):
@@ -216,7 +216,7 @@ def _check_int(col: Column, raw: Any, ctx: CheckContext) -> int:
         value = raw
     else:
         text = _as_text(raw)
-        if not INT_PATTERN.match(text):
+        if not INT_PATTERN.fullmatch(text):
             raise RuleBroken(f"{col.name}_type", f"{col.name} {text!r}: expected an integer")
         value = int(text)
     if not _in_domain(col, value):
@@ -247,7 +247,7 @@ def _check_decimal(col: Column, raw: Any, ctx: CheckContext) -> Decimal:
             raise RuleBroken(f"{col.name}_type", f"{col.name} {raw!r}: expected a finite amount in cents")
     else:
         text = _as_text(raw)
-        if not DECIMAL_PATTERN.match(text):
+        if not DECIMAL_PATTERN.fullmatch(text):
             raise RuleBroken(f"{col.name}_type",
                              f"{col.name} {text!r}: expected a decimal with a decimal comma, e.g. 487,89")
         try:
@@ -267,7 +267,7 @@ def _check_date(col: Column, raw: Any, ctx: CheckContext) -> dt.date:
     else:
         text = _as_text(raw)
         try:
-            if not DATE_PATTERN.match(text):
+            if not DATE_PATTERN.fullmatch(text):
                 raise ValueError(text)
             value = dt.date.fromisoformat(text)
         except ValueError:
@@ -288,7 +288,7 @@ def _check_domain(col: Column, raw: Any, ctx: CheckContext) -> str:
 
 def _check_factors(col: Column, raw: Any, ctx: CheckContext) -> str:
     text = _as_text(raw)
-    bad = [item for item in text.split("|") if not FACTOR_PATTERN.match(item)]
+    bad = [item for item in text.split("|") if not FACTOR_PATTERN.fullmatch(item)]
     if bad:
         raise RuleBroken("tilannetekijat_format", f"tilannetekijat item {bad[0]!r}: expected CODE:+ or CODE:-")
     return text
@@ -324,9 +324,9 @@ def json_schema_of(col: Column) -> dict[str, Any]:
     elif col.kind == "hetu":
         schema.update(type="string", pattern=HETU_PATTERN, minLength=11, maxLength=11)
     elif col.kind == "code3":
-        schema.update(type="string", pattern=CODE3_PATTERN.pattern)
+        schema.update(type="string", pattern=f"^{CODE3_PATTERN.pattern}$")
     elif col.kind == "yyyymm":
-        schema.update(type="string", pattern=YYYYMM_PATTERN.pattern, minLength=6, maxLength=6)
+        schema.update(type="string", pattern=f"^{YYYYMM_PATTERN.pattern}$", minLength=6, maxLength=6)
     elif col.kind == "date":
         schema.update(type="string", format="date")
     elif col.kind == "domain":
