@@ -1,7 +1,228 @@
+"""The ``kokeilu`` command.
+
+Start-up stays fast: Prefect, Great Expectations, linearmodels and the estimators
+are imported inside the commands that need them, never at module level, so
+``kokeilu --help`` imports none of them.
+
+Every failure the user can cause ends in one line on stderr and a non-zero exit
+code (2 for unusable input or arguments), never a traceback.
+"""
+
 from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
 import typer
-app = typer.Typer()
+
+app = typer.Typer(
+    name="kokeilu",
+    help="Evaluate Finland's activating social security pilot from Kela-style and AVAIN-style register extracts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_DB = Path("outputs/evaluation.duckdb")
+DEFAULT_OUT = Path("outputs")
+KEY_ENV = "KOKEILU_PSEUDONYM_KEY"
+
+
+class Scale(str, Enum):
+    """Sizes of a synthetic delivery."""
+
+    sample = "sample"
+    small = "small"
+    medium = "medium"
+    national = "national"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line to stderr and exit."""
+    typer.echo(f"kokeilu: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _config(path: Path | None):  # noqa: ANN202 - the config type is imported lazily
+    from schemas.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _key() -> bytes:
+    value = os.environ.get(KEY_ENV, "")
+    if not value:
+        fail(
+            f"no pseudonymisation key: set {KEY_ENV} (e.g. `export {KEY_ENV}=$(openssl rand -hex 32)`), "
+            "or store it in the Prefect Secret block 'kokeilu-pseudonym-key'"
+        )
+    return value.encode("utf-8")
+
+
 @app.command()
-def demo() -> None:
-    """Not built yet."""
-    raise SystemExit(1)
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the delivery into.")],
+    scale: Annotated[Scale, typer.Option(help="Size of the delivery.")] = Scale.small,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 20180101,
+    anticipation: Annotated[bool, typer.Option(help="Plant an anticipation effect in Tampere from 2017-11.")] = False,
+) -> None:
+    """Write a synthetic Kela-style and AVAIN-style delivery with known planted effects and truth.json."""
+    from fixtures.generator import generate as _generate
+
+    truth = _generate(out, scale=scale.value, seed=seed, anticipation=anticipation)
+    typer.echo(
+        f"wrote {scale.value} delivery to {out} (seed {seed}): "
+        f"{truth['rows']['kela']:,} Kela-style rows, {truth['rows']['avain']:,} AVAIN-style rows, "
+        f"cohort {truth['cohort_size']:,}; planted truth in {out / 'truth.json'}"
+    )
+
+
+@app.command()
+def validate(
+    directory: Annotated[Path, typer.Argument(help="Delivery directory (Kela-style and/or AVAIN-style files).")],
+    db: Annotated[Path | None, typer.Option("--db", help="Also load the valid rows into this DuckDB file.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Evaluation configuration (TOML).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check every extract in DIRECTORY against the contracts: exit 0 clean, 1 violations, 2 unusable input."""
+    cfg = _config(config)
+    key = _key() if db is not None else None
+    from pipeline.load import validate_delivery
+
+    if not directory.exists():
+        fail(f"{directory} does not exist")
+    report = validate_delivery(directory, config=cfg)
+    if db is not None:
+        from pipeline.evaluation import load_only
+
+        report = load_only(directory, db=db, config=cfg, key=key)
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        report.render()
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def run(
+    kela: Annotated[Path, typer.Option("--kela", help="Directory of Kela-style monthly files.")],
+    avain: Annotated[Path | None, typer.Option("--avain", help="Directory of AVAIN-style files.")] = None,
+    db: Annotated[Path, typer.Option("--db", help="Results database (DuckDB).")] = DEFAULT_DB,
+    config: Annotated[Path | None, typer.Option("--config", help="Evaluation configuration (TOML).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the report and Data Docs.")] = DEFAULT_OUT,
+    orchestrate: Annotated[bool, typer.Option(help="Run as a Prefect flow (default) or as plain Python.")] = True,
+) -> None:
+    """The full evaluation: load, validate, build panels, estimate, write results and the report."""
+    cfg = _config(config)
+    key = _key()
+    for label, path in (("--kela", kela), ("--avain", avain)):
+        if path is not None and not path.is_dir():
+            fail(f"{label} {path}: not a directory")
+    _run_and_print(kela=kela, avain=avain, db=db, out=out, cfg=cfg, key=key, orchestrate=orchestrate)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the delivery, database and report.")] = DEFAULT_OUT,
+    scale: Annotated[Scale, typer.Option(help="Size of the generated delivery.")] = Scale.small,
+    seed: Annotated[int, typer.Option(help="Random seed of the generated delivery.")] = 20180101,
+    orchestrate: Annotated[bool, typer.Option(help="Run as a Prefect flow (default) or as plain Python.")] = True,
+) -> None:
+    """Generate a small synthetic delivery and run the whole evaluation on it."""
+    from fixtures.generator import generate as _generate
+    from pipeline.pseudonym import DEMO_KEY
+
+    cfg = _config(None)
+    delivery = out / "delivery"
+    typer.echo(f"generating a {scale.value} synthetic delivery into {delivery} ...")
+    _generate(delivery, scale=scale.value, seed=seed)
+    typer.echo("using kokeilu's fixed demo pseudonymisation key (for synthetic data only)")
+    _run_and_print(
+        kela=delivery / "kela",
+        avain=delivery / "avain",
+        db=out / "evaluation.duckdb",
+        out=out,
+        cfg=cfg,
+        key=DEMO_KEY,
+        orchestrate=orchestrate,
+        corrections=delivery / "kela_correction",
+    )
+
+
+def _run_and_print(*, kela: Path, avain: Path | None, db: Path, out: Path, cfg, key: bytes,  # noqa: ANN001
+                   orchestrate: bool, corrections: Path | None = None) -> None:
+    from pipeline.errors import KokeiluError
+
+    try:
+        if orchestrate:
+            from flows.evaluate import run_evaluate_flow
+
+            summary = run_evaluate_flow(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
+                                        corrections=corrections)
+        else:
+            from pipeline.evaluation import run_evaluation
+
+            summary = run_evaluation(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
+                                     corrections=corrections)
+    except KokeiluError as exc:
+        fail(str(exc), exc.exit_code)
+    from pipeline.evaluation import print_summary
+
+    print_summary(summary)
+
+
+@app.command()
+def report(
+    db: Annotated[Path, typer.Option("--db", help="Results database (DuckDB).")] = DEFAULT_DB,
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the report into.")] = DEFAULT_OUT / "report",
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run to report (default: the latest completed).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Evaluation configuration (TOML).")] = None,
+) -> None:
+    """Rebuild the HTML report from a results database."""
+    cfg = _config(config)
+    if not db.exists():
+        fail(f"results database {db} does not exist: run `kokeilu run` or `kokeilu demo` first")
+    from pipeline.errors import KokeiluError
+    from pipeline.report import build_report
+
+    try:
+        path = build_report(db, out, run_id=run_id, config=cfg)
+    except KokeiluError as exc:
+        fail(str(exc), exc.exit_code)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def serve(
+    kela: Annotated[Path, typer.Option("--kela", help="Directory where Kela deliveries arrive.")] = Path("deliveries/kela"),
+    avain: Annotated[Path | None, typer.Option("--avain", help="Directory where AVAIN deliveries arrive.")] = None,
+    db: Annotated[Path, typer.Option("--db", help="Results database (DuckDB).")] = DEFAULT_DB,
+    cron: Annotated[str, typer.Option(help="Schedule (cron, Europe/Helsinki).")] = "0 6 20 * *",
+) -> None:
+    """Register the Prefect deployments with their schedules and serve them (needs PREFECT_API_URL)."""
+    from flows.deployments import serve_deployments
+
+    serve_deployments(kela=kela, avain=avain, db=db, cron=cron)
+
+
+def main() -> None:
+    """Entry point that turns stray exceptions into one line (details with KOKEILU_DEBUG=1)."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("kokeilu: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("KOKEILU_DEBUG"):
+            raise
+        typer.echo(f"kokeilu: internal error: {type(exc).__name__}: {exc} (set KOKEILU_DEBUG=1 for details)",
+                   err=True)
+        sys.exit(3)

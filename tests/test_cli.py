@@ -1,0 +1,48 @@
+"""The command line: fast help, one-line errors, no heavy imports at start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KOKEILU = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+COMMANDS = ["demo", "generate", "validate", "run", "report", "serve"]
+
+
+def test_help_imports_no_heavy_dependency() -> None:
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom pipeline.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('prefect', 'great_expectations', 'linearmodels') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    done = subprocess.run([*KOKEILU, command, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout
+
+
+def test_run_without_key_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k != "KOKEILU_PSEUDONYM_KEY"}
+    done = subprocess.run([*KOKEILU, "run", "--kela", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "KOKEILU_PSEUDONYM_KEY" in done.stderr
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_text("[disclosure]\nmin_cell_persons = -1\n", encoding="utf-8")
+    done = subprocess.run([*KOKEILU, "report", "--db", str(tmp_path / "x.duckdb"), "--config", str(bad)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+    assert "disclosure.min_cell_persons" in done.stderr
