@@ -207,8 +207,12 @@ def serve(
 ) -> None:
     """Register the Prefect deployments with their schedules and serve them (needs PREFECT_API_URL)."""
     from flows.deployments import serve_deployments
+    from pipeline.errors import KokeiluError
 
-    serve_deployments(kela=kela, avain=avain, db=db, cron=cron)
+    try:
+        serve_deployments(kela=kela, avain=avain, db=db, cron=cron)
+    except KokeiluError as exc:
+        fail(str(exc), exc.exit_code)
 
 
 def main() -> None:

@@ -1,0 +1,160 @@
+"""The results database: opening it safely, running SQL files, run metadata.
+
+DuckDB allows one writing process per database file. A second run against a
+database in use fails at once with :class:`~pipeline.errors.DatabaseBusyError`
+(one line, naming the file) instead of waiting or corrupting anything. Every
+stage writes inside a transaction, so a run killed at any point leaves the
+database at its last committed state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.errors import DatabaseBusyError, InputError
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+RESULT_MODELS: tuple[str, ...] = (
+    "meta/runs.sql",
+    "results/did_estimates.sql",
+    "results/event_study.sql",
+    "results/pretrend_tests.sql",
+    "results/inference.sql",
+    "results/placebo_size.sql",
+)
+"""DDL of the run metadata and results tables, in the order they are created."""
+
+
+def sql_text(name: str) -> str:
+    """The text of one SQL file under ``sql/`` (e.g. ``'results/did_estimates.sql'``)."""
+    path = SQL_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"SQL model {name} not found under {SQL_DIR}")
+    return path.read_text(encoding="utf-8")
+
+
+def execute_file(con: duckdb.DuckDBPyConnection, name: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> None:
+    """Run one SQL file; parameters are bound, never formatted into the text."""
+    text = sql_text(name)
+    if params:
+        con.execute(text, params)
+    else:
+        con.execute(text)
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the database file, failing in one line if another process holds it."""
+    if read_only and not Path(path).exists():
+        raise InputError(f"results database {path} does not exist")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise DatabaseBusyError(
+                f"database {path} is in use by another kokeilu run (or another program); "
+                "wait for it to finish, or use another --db"
+            ) from None
+        raise InputError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from None
+    except duckdb.Error as exc:
+        raise InputError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from None
+    try:
+        con.execute("set enable_progress_bar = false")
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Commit the block as a whole, or roll it back and re-raise."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def ensure_result_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the run metadata and results tables (with their comments) if missing."""
+    for name in RESULT_MODELS:
+        execute_file(con, name)
+
+
+def code_version() -> str:
+    """kokeilu's version and, when run from a git checkout, its commit."""
+    try:
+        ver = version("kokeilu")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        ver = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=SQL_DIR.parent, capture_output=True,
+            text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=SQL_DIR.parent,
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{ver}+g{commit}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return ver
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_manifest(*dirs: Path | None) -> list[dict[str, str]]:
+    """Name, directory role and SHA-256 of every delivery file under the given directories."""
+    out = []
+    for d in dirs:
+        if d is None or not Path(d).is_dir():
+            continue
+        for path in sorted(Path(d).iterdir()):
+            if path.is_file() and path.suffix.lower() in {".csv", ".parquet"}:
+                out.append({"file": path.name, "directory": Path(d).name, "sha256": sha256_file(path)})
+    return out
+
+
+def new_run_id() -> str:
+    """A fresh run identifier: UTC time to the second, then a random suffix."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def start_run(con: duckdb.DuckDBPyConnection, *, run_id: str, config_json: str, inputs: list[dict[str, str]]) -> None:
+    """Record a run as ``running`` (committed at once, so a killed run stays visible)."""
+    ensure_result_tables(con)
+    con.execute(
+        "insert into meta.runs (run_id, started_at, status, code_version, config, inputs) "
+        "values (?, now(), 'running', ?, ?, ?)",
+        [run_id, code_version(), config_json, json.dumps(inputs)],
+    )
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, *, run_id: str, status: str, message: str | None = None) -> None:
+    """Mark a run ``completed`` or ``failed``."""
+    con.execute(
+        "update meta.runs set finished_at = now(), status = ?, message = ? where run_id = ?",
+        [status, message, run_id],
+    )
