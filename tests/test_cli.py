@@ -46,3 +46,12 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
     assert "disclosure.min_cell_persons" in done.stderr
+
+
+def test_serve_without_a_server_is_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run([*KOKEILU, "serve", "--kela", str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "prefect server start" in done.stderr
+    assert done.stderr.count("\n") == 1
