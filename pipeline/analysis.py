@@ -1,0 +1,67 @@
+"""Every estimate of an evaluation, from the panels to the rows of ``results.*``.
+
+This module decides *what* is estimated (outcomes, estimators, subgroups,
+inference) from the :class:`~schemas.config.EvaluationConfig`; *how* lives in
+:mod:`pipeline.estimation` (which knows nothing of Kela) and
+:mod:`pipeline.inference`. Disclosure control is applied here, once, to every row
+before it is written: a row resting on fewer persons than the threshold keeps
+its keys and is marked ``suppressed`` with its numbers withheld.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from schemas.config import AVAIN_OUTCOMES, MONTHLY_OUTCOMES, YEARLY_OUTCOMES, EvaluationConfig
+
+NUMERIC_RESULT_COLUMNS = (
+    "estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_wild_bootstrap",
+    "ci_low_wild_bootstrap", "ci_high_wild_bootstrap", "p_value_randomization", "std_error_cv3",
+)
+
+
+def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> dict[str, pl.DataFrame]:
+    """All results tables of one run (without ``run_id``), disclosure control applied."""
+    from pipeline import estimates
+
+    wanted = set(config.outcomes)
+    parts: dict[str, list[pl.DataFrame]] = {"did_estimates": [], "event_study": [], "pretrend_tests": [],
+                                             "inference": [], "placebo_size": []}
+    for outcome in [o for o in MONTHLY_OUTCOMES if o in wanted]:
+        _extend(parts, estimates.monthly_outcome(con, config, outcome))
+    for outcome in [o for o in YEARLY_OUTCOMES if o in wanted]:
+        _extend(parts, estimates.yearly_outcome(con, config, outcome))
+    if any(o in wanted for o in AVAIN_OUTCOMES) and _has_rows(con, "panel.avain_assessment"):
+        _extend(parts, estimates.avain_outcomes(con, config, [o for o in AVAIN_OUTCOMES if o in wanted]))
+    tables = {name: pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+              for name, frames in parts.items()}
+    if tables["did_estimates"].height:
+        tables["did_estimates"] = suppress_small(tables["did_estimates"], config.disclosure.min_cell_persons)
+    return tables
+
+
+def suppress_small(frame: pl.DataFrame, threshold: int) -> pl.DataFrame:
+    """Withhold every number of a row based on fewer than ``threshold`` persons."""
+    small = pl.col("n_persons").is_null() | (pl.col("n_persons") < threshold)
+    numeric = [c for c in NUMERIC_RESULT_COLUMNS if c in frame.columns]
+    return frame.with_columns(
+        [pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in numeric]
+        + [small.alias("suppressed")]
+    )
+
+
+def _extend(parts: dict[str, list[pl.DataFrame]], new: dict[str, Any]) -> None:
+    for name, frame in new.items():
+        if frame is not None and frame.height:
+            parts[name].append(frame)
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?", [schema, name]
+    ).fetchone()[0]
+    return bool(exists) and con.execute(f"select count(*) > 0 from {table}").fetchone()[0]
