@@ -36,6 +36,16 @@ RESULT_MODELS: tuple[str, ...] = (
 )
 """DDL of the run metadata and results tables, in the order they are created."""
 
+STAGING_MODELS: tuple[str, ...] = (
+    "meta/loaded_files.sql",
+    "meta/validation_results.sql",
+    "staging/kela_income_support.sql",
+    "staging/avain_assessments.sql",
+    "quarantine/kela_income_support.sql",
+    "quarantine/avain_assessments.sql",
+)
+"""DDL of the loaded-file manifest, validation results, staging and quarantine tables."""
+
 
 def sql_text(name: str) -> str:
     """The text of one SQL file under ``sql/`` (e.g. ``'results/did_estimates.sql'``)."""
@@ -92,7 +102,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 def ensure_result_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the run metadata and results tables (with their comments) if missing."""
-    for name in RESULT_MODELS:
+    for name in RESULT_MODELS + STAGING_MODELS:
         execute_file(con, name)
 
 

@@ -1,0 +1,452 @@
+"""Great Expectations suites on the staged tables: what single rows can't tell.
+
+The row contracts (``staging`` loaders) judge one row at a time. This module
+checks properties of whole tables: compound keys are unique, key columns are
+filled, values sit in their ranges and code sets, and the monthly volume of the
+Kela-style extract is plausible against its neighbouring months.
+
+Design
+------
+* Great Expectations 1.x validates **pandas** frames here. Its DuckDB SQL data
+  source is broken (results are read after the connection closes) and it takes
+  no polars frames, so frames come from ``con.sql(...).df()``, holding only the
+  columns the suite needs.
+* Memory stays bounded at national scale (≈13 M rows): the row-level
+  expectations (uniqueness, not-null, ranges, code sets) run in GX on the
+  table's frame only when the table has at most ``max_frame_rows`` rows
+  (default 2,000,000). Above that the *same* checks run as DuckDB aggregate
+  count queries and are recorded under the *same* check names, so a run on
+  test data and a run on national data fill ``meta.validation_results`` alike.
+  Those DuckDB-side checks then do not appear in the Data Docs.
+* Volume checks always run in GX, on small per-month aggregate frames computed
+  in DuckDB (one row per month): the ratio of each month's row count to the
+  median of its calendar neighbours (previous and next month; a month missing
+  in between counts 0 rows) must lie in [0.5, 2.0], and the share of rows with
+  a reduced basic amount (``perusosan_alennus_pct > 0``) must lie in [0, 0.10].
+* A table that does not exist or is empty is skipped and records nothing.
+* Every expectation result is written to ``meta.validation_results`` with
+  ``source = 'expectation'`` and ``check_name`` = expectation type plus its
+  columns, e.g. ``expect_compound_columns_to_be_unique(person_key,month)``.
+* GX works in a throw-away File data context in a temporary directory (nothing
+  lands in the current working directory); its Data Docs site is copied to
+  ``docs_dir`` so that ``docs_dir/index.html`` exists after the call.
+  Analytics and progress bars are switched off; ``great_expectations`` is
+  imported lazily, inside :func:`run_quality_checks`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from pipeline.db import execute_file
+
+MAX_FRAME_ROWS = 2_000_000
+"""Largest table whose row-level expectations run in GX on a pandas frame."""
+
+SOURCE = "expectation"
+KELA = "staging.kela_income_support"
+AVAIN = "staging.avain_assessments"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation: its GX type, columns and keyword arguments."""
+
+    kind: str
+    columns: tuple[str, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The check name recorded in ``meta.validation_results``."""
+        return f"{self.kind}({','.join(self.columns)})"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one check, ready for ``meta.validation_results``."""
+
+    check_name: str
+    target: str
+    passed: bool
+    observed: int | None
+    unexpected: int | None
+    detail: str
+    checked_at: dt.datetime
+
+
+def _unique(*cols: str) -> Check:
+    return Check("expect_compound_columns_to_be_unique", cols, {"column_list": list(cols)})
+
+
+def _not_null(col: str) -> Check:
+    return Check("expect_column_values_to_not_be_null", (col,), {"column": col})
+
+
+def _between(col: str, lo: float, hi: float) -> Check:
+    return Check("expect_column_values_to_be_between", (col,), {"column": col, "min_value": lo, "max_value": hi})
+
+
+def _in_set(col: str, values: Sequence[Any]) -> Check:
+    return Check("expect_column_values_to_be_in_set", (col,), {"column": col, "value_set": list(values)})
+
+
+ROW_CHECKS: dict[str, tuple[Check, ...]] = {
+    KELA: (
+        _unique("person_key", "month"),
+        _not_null("person_key"),
+        _not_null("month"),
+        _between("myonnetty_eur", 0, 100_000),
+        _in_set("perusosan_alennus_pct", (0, 20, 40)),
+        _in_set("sex", ("M", "F")),
+    ),
+    AVAIN: (
+        _unique("person_key", "arviointipvm", "tavoitealue"),
+        _not_null("person_key"),
+        _not_null("arviointipvm"),
+        _not_null("tavoitealue"),
+        _between("tilannearvio", 0, 10),
+        _between("tavoitteen_saavutus", 1, 5),
+        _in_set("asiakas_lasna", (0, 1)),
+    ),
+}
+"""Row-level expectations per staged table (GX on a frame, or DuckDB counts when large)."""
+
+MONTH_CHECKS: tuple[Check, ...] = (
+    _between("rows_to_neighbour_median", 0.5, 2.0),
+    _between("share_alennus", 0.0, 0.10),
+)
+"""Expectations on the per-month aggregate frame of the Kela-style table."""
+
+MONTHLY_SQL = f"""
+with counts as (
+    select month, count(*) as n_rows, count(*) filter (where perusosan_alennus_pct > 0) as n_alennus
+    from {KELA} group by month
+),
+months as (
+    select cast(m as date) as month
+    from range((select min(month) from counts), (select max(month) from counts) + interval 1 month,
+               interval 1 month) as r(m)
+),
+filled as (
+    select months.month, coalesce(n_rows, 0) as n_rows, coalesce(n_alennus, 0) as n_alennus
+    from months left join counts using (month)
+),
+neigh as (
+    select *, lag(n_rows) over (order by month) as prev_rows, lead(n_rows) over (order by month) as next_rows
+    from filled
+)
+select month, n_rows, n_alennus,
+       case when prev_rows is null and next_rows is null then null
+            when coalesce((prev_rows + next_rows) / 2.0, prev_rows, next_rows) = 0
+                 then case when n_rows = 0 then 1.0 else 'Infinity'::double end
+            else n_rows / coalesce((prev_rows + next_rows) / 2.0, prev_rows, next_rows) end
+           as rows_to_neighbour_median,
+       case when n_rows = 0 then null else n_alennus / n_rows::double end as share_alennus
+from neigh order by month
+"""
+"""Rows per calendar month with the ratio to its neighbours' median and the reduction share."""
+
+
+# --------------------------------------------------------------------------- DuckDB side
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> int:
+    """The single integer a query returns (0 for NULL); the result is fully consumed.
+
+    DuckDB 2.x refuses further work on a connection whose last result is unfinished,
+    so this uses ``fetchall`` rather than ``fetchone``.
+    """
+    rows = con.execute(sql, params or []).fetchall()
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Rows in a ``schema.table``; 0 when the table does not exist."""
+    schema, name = table.split(".")
+    exists = _scalar(
+        con, "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+    )
+    return _scalar(con, f"select count(*) from {table}") if exists else 0
+
+
+def _unexpected_sql(table: str, check: Check) -> tuple[str, list[Any]]:
+    """A query (and its bound parameters) counting the rows that break ``check``.
+
+    It counts the rows GX would count: every row of a duplicated key group, and
+    for ranges and code sets only non-null values. Table and column names come
+    from this module's constants; values are bound.
+    """
+    cols = ", ".join(check.columns)
+    col = check.columns[0]
+    if check.kind == "expect_compound_columns_to_be_unique":
+        sql = f"select coalesce(sum(n), 0) from (select count(*) as n from {table} group by {cols} having count(*) > 1)"
+        return sql, []
+    if check.kind == "expect_column_values_to_not_be_null":
+        return f"select count(*) from {table} where {col} is null", []
+    if check.kind == "expect_column_values_to_be_between":
+        lo, hi = check.kwargs["min_value"], check.kwargs["max_value"]
+        return f"select count(*) from {table} where {col} < ? or {col} > ?", [lo, hi]
+    if check.kind == "expect_column_values_to_be_in_set":
+        values = list(check.kwargs["value_set"])
+        marks = ", ".join("?" * len(values))
+        return f"select count(*) from {table} where {col} is not null and {col} not in ({marks})", values
+    raise ValueError(f"no DuckDB form for {check.kind}: expected unique, not-null, between or in-set")
+
+
+def _describe(check: Check) -> str:
+    """What a check asserts, in a few words."""
+    kw = check.kwargs
+    if check.kind == "expect_column_values_to_be_between":
+        return f"{check.columns[0]} between {kw['min_value']} and {kw['max_value']}"
+    if check.kind == "expect_column_values_to_be_in_set":
+        return f"{check.columns[0]} in {{{', '.join(map(str, kw['value_set']))}}}"
+    if check.kind == "expect_column_values_to_not_be_null":
+        return f"{check.columns[0]} not null"
+    return f"({', '.join(check.columns)}) unique"
+
+
+def _duckdb_outcomes(con: duckdb.DuckDBPyConnection, table: str, checks: Sequence[Check], n_rows: int) -> list[Outcome]:
+    """Run row-level checks as DuckDB count queries (for tables too large for a frame)."""
+    out = []
+    for check in checks:
+        unexpected = _scalar(con, *_unexpected_sql(table, check))
+        out.append(Outcome(
+            check.name, table, unexpected == 0, n_rows, unexpected,
+            f"{_describe(check)}: {unexpected} of {n_rows} rows unexpected (DuckDB aggregate, table > frame limit)",
+            dt.datetime.now(dt.UTC),
+        ))
+    return out
+
+
+def _frame(con: duckdb.DuckDBPyConnection, table: str, checks: Sequence[Check]) -> pd.DataFrame:
+    """The columns the checks need, as a pandas frame (decimals as doubles)."""
+    cols = sorted({c for check in checks for c in check.columns})
+    types = dict(con.execute(
+        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?",
+        table.split("."),
+    ).fetchall())
+    select = ", ".join(
+        f"cast({c} as double) as {c}" if str(types.get(c, "")).upper().startswith("DECIMAL") else c for c in cols
+    )
+    return con.sql(f"select {select} from {table}").df()
+
+
+def _record(con: duckdb.DuckDBPyConnection, run_id: str, outcomes: Sequence[Outcome]) -> None:
+    """Insert the outcomes into ``meta.validation_results``."""
+    if not outcomes:
+        return
+    con.executemany(
+        "insert into meta.validation_results (run_id, checked_at, source, check_name, target, passed, "
+        "observed, unexpected, detail) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [[run_id, o.checked_at, SOURCE, o.check_name, o.target, o.passed, o.observed, o.unexpected, o.detail]
+         for o in outcomes],
+    )
+
+
+# --------------------------------------------------------------------------- GX side
+
+
+class _Gx:
+    """A throw-away GX File data context in a temporary directory, for pandas frames."""
+
+    def __init__(self, root: Path) -> None:
+        os.environ["GX_ANALYTICS_ENABLED"] = "false"
+        import great_expectations as gx  # lazy: slow import, only needed here
+
+        self.gx = gx
+        self.context = gx.get_context(mode="file", project_root_dir=str(root))
+        self._silence_progress_bars()
+        self.source = self.context.data_sources.add_pandas(name="kokeilu_frames")
+
+    def _silence_progress_bars(self) -> None:
+        try:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            self.context.variables.save()
+        except Exception:  # noqa: BLE001 - cosmetic only; never fail a run over progress bars
+            pass
+
+    def validate(self, name: str, frame: pd.DataFrame, checks: Sequence[Check], target: str, unit: str) -> list[Outcome]:
+        """Validate ``frame`` against ``checks`` as suite ``name`` and update the Data Docs."""
+        gx = self.gx
+        suite = self.context.suites.add(gx.ExpectationSuite(name=name))
+        for check in checks:
+            suite.add_expectation(_expectation(gx, check))
+        asset = self.source.add_dataframe_asset(name=name)
+        batch = asset.add_batch_definition_whole_dataframe(name=f"{name}_whole")
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        checkpoint = self.context.checkpoints.add(gx.Checkpoint(
+            name=f"{name}_checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format="SUMMARY",
+        ))
+        result = checkpoint.run(batch_parameters={"dataframe": frame})
+        outcomes: list[Outcome] = []
+        for run_result in result.run_results.values():
+            outcomes.extend(_outcome(r, target, unit) for r in run_result.results)
+        return outcomes
+
+    def docs_index(self) -> Path:
+        """Build the Data Docs and return the local site's ``index.html``."""
+        self.context.build_data_docs()
+        sites = self.context.get_docs_sites_urls()
+        for site in sites:
+            url = site.get("site_url") or ""
+            if url.startswith("file://"):
+                return Path(url.removeprefix("file://"))
+        root = Path(self.context.root_directory)
+        return root / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def _expectation(gx: Any, check: Check) -> Any:
+    """The GX expectation object for a check."""
+    camel = "".join(part.capitalize() for part in check.kind.split("_"))
+    return getattr(gx.expectations, camel)(**check.kwargs)
+
+
+def _raised(info: Any) -> str | None:
+    """The first line of an exception GX caught while evaluating, if any.
+
+    ``exception_info`` is either one ``{raised_exception, exception_message, ...}``
+    dict or a dict of them keyed by metric.
+    """
+    if not isinstance(info, dict):
+        return None
+    candidates = [info] + [v for v in info.values() if isinstance(v, dict)]
+    for item in candidates:
+        if item.get("raised_exception"):
+            message = str(item.get("exception_message") or "unknown error").strip()
+            return (message.splitlines() or ["unknown error"])[0][:200]
+    return None
+
+
+def _outcome(result: Any, target: str, unit: str) -> Outcome:
+    """Turn one GX expectation result into an :class:`Outcome`."""
+    config = result.expectation_config
+    kwargs = dict(config.kwargs)
+    cols = kwargs.get("column_list") or [kwargs.get("column")]
+    check_name = f"{config.type}({','.join(str(c) for c in cols)})"
+    stats = result.result or {}
+    observed = stats.get("element_count")
+    unexpected = stats.get("unexpected_count")
+    error = _raised(result.exception_info)
+    if error is not None:
+        detail = f"GX raised: {error}"
+    else:
+        sample = stats.get("partial_unexpected_list") or []
+        shown = ", ".join(str(v) for v in sample[:3])
+        detail = (
+            f"{unexpected} of {observed} {unit} unexpected"
+            + (f"; e.g. {shown}" if shown else "")
+            + " (Great Expectations)"
+        )
+    return Outcome(
+        check_name, target, bool(result.success),
+        None if observed is None else int(observed),
+        None if unexpected is None else int(unexpected),
+        " ".join(detail.split()), dt.datetime.now(dt.UTC),
+    )
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _table_outcomes(
+    con: duckdb.DuckDBPyConnection, gxc: _Gx, table: str, n_rows: int, max_frame_rows: int
+) -> list[Outcome]:
+    """Row-level checks of one table: GX on its frame if small enough, else DuckDB counts."""
+    checks = ROW_CHECKS[table]
+    if n_rows > max_frame_rows:
+        return _duckdb_outcomes(con, table, checks, n_rows)
+    frame = _frame(con, table, checks)
+    return gxc.validate(table.replace(".", "__"), frame, checks, table, "rows")
+
+
+def _monthly_outcomes(con: duckdb.DuckDBPyConnection, gxc: _Gx) -> list[Outcome]:
+    """Volume checks of the Kela-style table on its per-month aggregate frame."""
+    monthly = con.sql(MONTHLY_SQL).df()
+    return gxc.validate(f"{KELA.replace('.', '__')}__monthly", monthly, MONTH_CHECKS, KELA, "months")
+
+
+def run_quality_checks(
+    con: duckdb.DuckDBPyConnection, *, run_id: str, docs_dir: Path, max_frame_rows: int = MAX_FRAME_ROWS
+) -> dict[str, Any]:
+    """Run the expectation suites on the staged tables, record them, build Data Docs.
+
+    Parameters
+    ----------
+    con
+        Open connection holding ``staging.kela_income_support`` and/or
+        ``staging.avain_assessments``; a missing or empty table is skipped.
+        ``meta.validation_results`` is created if missing.
+    run_id
+        Run the results are recorded under.
+    docs_dir
+        Folder that receives the Data Docs site (created; its ``index.html``,
+        ``expectations/``, ``validations/`` and ``static/`` are replaced).
+    max_frame_rows
+        Largest table whose row-level expectations run in GX on a pandas
+        frame; larger tables get the same checks as DuckDB count queries,
+        recorded under the same check names (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``{'expectations': n, 'failed': n_failed, 'docs': str(docs_dir / 'index.html')}``.
+    """
+    docs_dir = Path(docs_dir)
+    execute_file(con, "meta/validation_results.sql")
+    sizes = {table: _row_count(con, table) for table in ROW_CHECKS}
+    outcomes: list[Outcome] = []
+    with tempfile.TemporaryDirectory(prefix="kokeilu-gx-") as tmp:
+        gxc = _Gx(Path(tmp))
+        for table, n_rows in sizes.items():
+            if n_rows == 0:
+                continue
+            outcomes.extend(_table_outcomes(con, gxc, table, n_rows, max_frame_rows))
+            if table == KELA:
+                outcomes.extend(_monthly_outcomes(con, gxc))
+        index = gxc.docs_index()
+        _copy_site(index.parent, docs_dir)
+    _record(con, run_id, outcomes)
+    return {
+        "expectations": len(outcomes),
+        "failed": sum(not o.passed for o in outcomes),
+        "docs": str(docs_dir / "index.html"),
+    }
+
+
+SITE_ENTRIES = ("index.html", "expectations", "validations", "static")
+"""What a GX local site consists of; only these are replaced in ``docs_dir``."""
+
+
+def _copy_site(site: Path, docs_dir: Path) -> None:
+    """Copy the GX local site to ``docs_dir``, replacing an older site there (and nothing else)."""
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    for entry in SITE_ENTRIES:
+        old = docs_dir / entry
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    if site.is_dir():
+        shutil.copytree(site, docs_dir, dirs_exist_ok=True)
+    if not (docs_dir / "index.html").exists():
+        (docs_dir / "index.html").write_text(
+            "<!doctype html><title>Data Docs</title><p>No expectation suites were run.</p>\n", encoding="utf-8"
+        )
