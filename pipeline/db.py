@@ -168,3 +168,10 @@ def finish_run(con: duckdb.DuckDBPyConnection, *, run_id: str, status: str, mess
         "update meta.runs set finished_at = now(), status = ?, message = ? where run_id = ?",
         [status, message, run_id],
     )
+
+
+def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None):  # noqa: ANN201
+    """The result of a parameterised query as a polars DataFrame."""
+    import polars as pl
+
+    return pl.from_arrow(con.execute(sql, list(params or [])).to_arrow_table())

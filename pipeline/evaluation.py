@@ -109,12 +109,12 @@ def end(db: Path, *, run_id: str, status: str, message: str | None = None) -> No
 def headline(db: Path, *, run_id: str, config: EvaluationConfig) -> pl.DataFrame:
     """The headline rows of a run: every estimator on the headline outcomes, whole cohort."""
     with _db.connect(db, read_only=True) as con:
-        return con.execute(
+        return _db.query_frame(con,
             "select outcome, estimator, estimate, std_error, ci_low, ci_high, p_value, "
             "p_value_wild_bootstrap, p_value_randomization, n_persons, n_clusters, n_treated_clusters "
             "from results.did_estimates where run_id = ? and subgroup = 'all' "
             "order by outcome, estimator", [run_id],
-        ).pl()
+        )
 
 
 def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, config: EvaluationConfig,

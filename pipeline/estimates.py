@@ -1,0 +1,276 @@
+"""What is estimated for each outcome: from the panels in DuckDB to rows of ``results.*``.
+
+For a monthly outcome the panel is reduced once, by a DuckDB GROUP BY, to
+baseline-municipality x month sums (:class:`~pipeline.estimation.Cells`); under
+intent to treat every cohort member stays in the baseline municipality, which is
+also the cluster, so the aggregated path is exact. From the cells come:
+
+* ``twfe``: two-way fixed effects with one pilot dummy (CRV1, t(G-1), CV3),
+  with the wild cluster bootstrap (restricted, Webb weights) and randomization
+  inference keeping the design (the pilot's paths reassigned across
+  municipalities, fully enumerated where feasible);
+* ``clean_controls``: the heterogeneity- and exit-robust estimator of
+  :mod:`pipeline.estimation.clean_controls`;
+* ``event_study``: leads and lags relative to each municipality's start, and
+  the joint test of the leads;
+* the same estimators by municipality, age band, sex and household type.
+
+Yearly (``long_term_receipt``) and AVAIN outcomes are estimated the same way on
+their own panels; the AVAIN panel is unbalanced (assessments are irregular), so
+it takes the general path (linearmodels) with assessing municipality and period
+(before / during) effects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from pipeline import db as _db
+from pipeline.estimation.cells import Cells
+from pipeline.estimation.clean_controls import clean_controls_cells
+from pipeline.estimation.event_study import event_study_cells
+from pipeline.estimation.twfe import twfe_cells
+from schemas.config import EvaluationConfig
+
+SUBGROUP_COLUMNS = {"age_band": "c.age_band", "sex": "c.sex", "kotitaloustyyppi": "c.kotitaloustyyppi::varchar"}
+
+
+# ------------------------------------------------------------------------ cells
+def monthly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
+                  params: list[Any] | None = None) -> Cells | None:
+    """Baseline-municipality x month sums of a monthly outcome (one GROUP BY)."""
+    frame = _db.query_frame(con,
+        f"""
+        select pm.kuntanumero, pm.month, sum(pm.{outcome})::double as s, count(*)::bigint as n,
+               max(pm.in_pilot)::double as d
+        from panel.person_month pm join panel.cohort c using (person_key)
+        where {where}
+        group by pm.kuntanumero, pm.month
+        order by pm.kuntanumero, pm.month
+        """, params or [],
+    )
+    return _cells(frame, "month")
+
+
+def yearly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
+                 params: list[Any] | None = None) -> Cells | None:
+    """Baseline-municipality x year sums of a yearly outcome."""
+    frame = _db.query_frame(con,
+        f"""
+        select py.kuntanumero, py.year as month, sum(py.{outcome})::double as s, count(*)::bigint as n,
+               max(py.in_pilot)::double as d
+        from panel.person_year py join panel.cohort c using (person_key)
+        where {where}
+        group by py.kuntanumero, py.year
+        order by py.kuntanumero, py.year
+        """, params or [],
+    )
+    return _cells(frame, "month")
+
+
+def _cells(frame: pl.DataFrame, time: str) -> Cells | None:
+    if frame.height == 0:
+        return None
+    clusters = frame["kuntanumero"].unique(maintain_order=True).to_numpy()
+    times = np.sort(frame[time].unique().to_numpy())
+    G, T = len(clusters), len(times)
+    if frame.height != G * T:
+        return None
+    sums = frame["s"].to_numpy().reshape(G, T)
+    n_all = frame["n"].to_numpy().reshape(G, T)
+    if np.any(n_all != n_all[:, :1]):
+        return None
+    treat = frame["d"].to_numpy().reshape(G, T)
+    return Cells(clusters, times, n_all[:, 0].astype(float), sums, treat)
+
+
+def event_times(cells: Cells, schedule: dict[str, tuple[str, str]]) -> np.ndarray:
+    """(G, T) months since each treated municipality's start; NaN for comparison municipalities."""
+    E = np.full(cells.sums.shape, np.nan)
+    months = np.array([str(t)[:7] for t in cells.times], dtype="datetime64[M]").astype(np.int64)
+    for g, code in enumerate(cells.clusters):
+        if code in schedule:
+            start = np.datetime64(schedule[code][0], "M").astype(np.int64)
+            E[g] = months - start
+    return E
+
+
+def design_paths(cells: Cells) -> list[np.ndarray]:
+    """The treatment paths of the treated clusters (what randomization inference reassigns)."""
+    return [cells.treat[g].copy() for g in np.nonzero(cells.treated_clusters)[0]]
+
+
+# -------------------------------------------------------------------- estimates
+def _row(outcome: str, estimator: str, subgroup: str, res: Any, n_persons: int) -> dict[str, Any]:
+    return {
+        "outcome": outcome, "estimator": estimator, "subgroup": subgroup,
+        "estimate": res.estimate, "std_error": res.std_error, "ci_low": res.ci_low, "ci_high": res.ci_high,
+        "p_value": res.p_value, "std_error_cv3": getattr(res, "std_error_cv3", None),
+        "n_obs": res.n_obs, "n_persons": n_persons, "n_clusters": res.n_clusters,
+        "n_treated_clusters": res.n_treated_clusters, "path": res.path,
+    }
+
+
+def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: EvaluationConfig,
+                   infer: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """TWFE and clean-control rows (with few-cluster inference when ``infer``) for one cell matrix."""
+    rows, inference = [], []
+    n_persons = int(cells.n.sum())
+    alpha = config.inference.alpha
+    tw = twfe_cells(cells, alpha=alpha)
+    row = _row(outcome, "twfe", subgroup, tw, n_persons)
+    if infer:
+        extra, inf_rows = few_cluster_inference(cells, config)
+        row.update(extra)
+        inference += [dict(r, outcome=outcome, estimator="twfe", subgroup=subgroup) for r in inf_rows]
+        inference.append({"outcome": outcome, "estimator": "twfe", "subgroup": subgroup, "method": "cv3_jackknife",
+                          "p_value": tw.p_value_cv3, "ci_low": None, "ci_high": None, "exact": False,
+                          "draws": None, "assumes": "cluster jackknife standard error, t(G-1)"})
+    rows.append(row)
+    if cells.treated_clusters.any() and (~cells.treated_clusters).any():
+        cc = clean_controls_cells(cells, alpha=alpha)
+        rows.append(_row(outcome, "clean_controls", subgroup, cc, n_persons))
+    return rows, inference
+
+
+def few_cluster_inference(cells: Cells, config: EvaluationConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Wild cluster bootstrap (WCR and WCU) and randomization inference for the TWFE coefficient."""
+    from pipeline.inference.bootstrap import wild_cluster_bootstrap
+    from pipeline.inference.randomization import randomization_test
+
+    inf = config.inference
+    out: list[dict[str, Any]] = []
+    wcr = wild_cluster_bootstrap(cells, draws=inf.bootstrap_draws, weights=inf.bootstrap_weights, restricted=True,
+                                 alpha=inf.alpha, seed=inf.seed)
+    wcu = wild_cluster_bootstrap(cells, draws=inf.bootstrap_draws, weights=inf.bootstrap_weights, restricted=False,
+                                 alpha=inf.alpha, seed=inf.seed)
+    for name, r, assumes in (
+        (f"wcr_{inf.bootstrap_weights}", wcr, "wild cluster bootstrap-t, null imposed; CI by test inversion"),
+        (f"wcu_{inf.bootstrap_weights}", wcu, "wild cluster bootstrap-t, unrestricted; percentile-t CI"),
+    ):
+        out.append({"method": name, "p_value": r.p_value, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                    "exact": bool(getattr(r, "exact_enumeration", False)), "draws": int(r.draws), "assumes": assumes})
+    ri = randomization_test(cells, design_paths(cells), max_assignments=inf.randomization_max_assignments,
+                            draws=inf.randomization_draws, seed=inf.seed, alpha=inf.alpha, ci=False)
+    out.append({"method": "randomization", "p_value": ri.p_value, "ci_low": ri.ci_low, "ci_high": ri.ci_high,
+                "exact": bool(ri.exact), "draws": int(ri.n_assignments),
+                "assumes": "sharp null of no effect anywhere; pilot paths reassigned across municipalities "
+                           "keeping the number treated and the path structure; statistic |t| with CRV1"})
+    extra = {"p_value_wild_bootstrap": wcr.p_value, "ci_low_wild_bootstrap": wcr.ci_low,
+             "ci_high_wild_bootstrap": wcr.ci_high, "p_value_randomization": ri.p_value}
+    return extra, out
+
+
+def monthly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
+    """Every estimate of one monthly outcome."""
+    cells = monthly_cells(con, outcome)
+    if cells is None:
+        return {}
+    headline = outcome in config.headline_outcomes
+    rows, inference = estimate_cells(cells, outcome=outcome, subgroup="all", config=config, infer=True)
+    es = event_study_cells(cells, event_times(cells, config.schedule()), alpha=config.inference.alpha)
+    event = es.tidy().with_columns(pl.lit(outcome).alias("outcome"), pl.lit("twfe_event_study").alias("estimator"))
+    wald = es.pretrend_test()
+    pretrend = pl.DataFrame([{"outcome": outcome, "estimator": "twfe_event_study", "statistic": wald.statistic,
+                              "df": f"{wald.df_num},{wald.df_denom}", "p_value": wald.p_value}])
+    sub_rows, sub_inf = subgroups(con, config, outcome, cells, infer=headline)
+    placebo = placebo_rows(cells, outcome, config) if headline else pl.DataFrame()
+    return {
+        "did_estimates": pl.DataFrame(rows + sub_rows),
+        "event_study": event,
+        "pretrend_tests": pretrend,
+        "inference": pl.DataFrame(inference + sub_inf) if inference or sub_inf else pl.DataFrame(),
+        "placebo_size": placebo,
+    }
+
+
+def subgroups(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome: str, cells: Cells, *,
+              infer: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Estimates by municipality and by the configured person subgroups."""
+    rows: list[dict[str, Any]] = []
+    inference: list[dict[str, Any]] = []
+    if "municipality" in config.subgroups:
+        treated = cells.treated_clusters
+        for g in np.nonzero(treated)[0]:
+            mask = ~treated
+            mask[g] = True
+            r, i = estimate_cells(cells.subset(mask), outcome=outcome, subgroup=f"municipality={cells.clusters[g]}",
+                                  config=config, infer=infer)
+            rows += r
+            inference += i
+    for dim in config.subgroups:
+        if dim not in SUBGROUP_COLUMNS:
+            continue
+        expr = SUBGROUP_COLUMNS[dim]
+        levels = [v for (v,) in con.execute(f"select distinct {expr} from panel.cohort c where {expr} is not null "
+                                             f"order by 1").fetchall()]
+        for level in levels:
+            sub = monthly_cells(con, outcome, where=f"{expr} = ?", params=[level])
+            if sub is None or sub.n_clusters < 3 or not sub.treated_clusters.any():
+                continue
+            r, i = estimate_cells(sub, outcome=outcome, subgroup=f"{dim}={level}", config=config, infer=infer)
+            rows += r
+            inference += i
+    return rows, inference
+
+
+def placebo_rows(cells: Cells, outcome: str, config: EvaluationConfig) -> pl.DataFrame:
+    """Size of each test on the data itself: the pilot's paths given to comparison municipalities."""
+    from pipeline.inference.placebo import placebo_size
+
+    controls = cells.subset(~cells.treated_clusters)
+    frame = placebo_size(controls, design_paths(cells), seed=config.inference.seed, alpha=config.inference.alpha)
+    return frame.select(
+        pl.lit(outcome).alias("outcome"), "method",
+        pl.col("replications").cast(pl.Int32).alias("n_placebos"), "rejection_rate",
+    )
+
+
+def yearly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
+    """Estimates of one yearly outcome (calendar years; a year is treated if any of its months is)."""
+    cells = yearly_cells(con, outcome)
+    if cells is None:
+        return {}
+    rows, inference = estimate_cells(cells, outcome=outcome, subgroup="all", config=config, infer=True)
+    return {"did_estimates": pl.DataFrame(rows), "inference": pl.DataFrame(inference)}
+
+
+def avain_outcomes(con: duckdb.DuckDBPyConnection, config: EvaluationConfig,
+                   outcomes: list[str]) -> dict[str, pl.DataFrame]:
+    """DiD of AVAIN outcomes between pilot and comparison municipalities, before (2017) vs during the pilot.
+
+    Assessments are irregular, so the panel is unbalanced: the general path
+    (linearmodels) with assessing-municipality and period effects, clustered by
+    municipality. ``*_client_present`` rows repeat the analysis on assessments
+    made with the client present (the sensitivity analysis of the design).
+    """
+    from pipeline.estimation.ols import did_ols
+
+    frame = _db.query_frame(con,
+        "select person_key, kuntanumero, period, in_pilot, avain_situation, avain_goal_achieved, client_present "
+        "from panel.avain_assessment where period in ('before', 'during')",
+    )
+    rows = []
+    for outcome in outcomes:
+        for suffix, data in (("", frame), ("_client_present", frame.filter(pl.col("client_present") == 1))):
+            data = data.filter(pl.col(outcome).is_not_null())
+            if data.height == 0 or data["in_pilot"].sum() == 0:
+                continue
+            cell = (data.group_by("kuntanumero", "period")
+                    .agg(pl.col(outcome).mean().alias("y"), pl.len().alias("n"), pl.col("in_pilot").max().alias("d"),
+                         pl.col("person_key").n_unique().alias("persons")))
+            both = cell.group_by("kuntanumero").len().filter(pl.col("len") == 2)["kuntanumero"]
+            data = data.filter(pl.col("kuntanumero").is_in(both.implode()))
+            if data.height == 0:
+                continue
+            res = did_ols(data[outcome].to_numpy().astype(float), data["in_pilot"].to_numpy().astype(float),
+                          data["kuntanumero"].to_numpy(), (data["period"] == "during").to_numpy().astype(int),
+                          data["kuntanumero"].to_numpy(), alpha=config.inference.alpha)
+            row = _row(outcome + suffix, "did_2x2", "all", res, int(data["person_key"].n_unique()))
+            row["path"] = "general"
+            rows.append(row)
+    return {"did_estimates": pl.DataFrame(rows)} if rows else {}

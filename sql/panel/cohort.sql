@@ -1,0 +1,52 @@
+-- panel.cohort: the intent-to-treat cohort fixed at baseline (grain: person; unique key: person_key).
+-- Aged min_age..max_age on the reference date, basic income support granted in a month of the
+-- window, and the latest row of the baseline year has a labour-market status of the configured
+-- codes (3 = long-term unemployed). Baseline municipality = municipality of that latest row.
+create or replace table panel.cohort as
+with baseline_rows as (
+    select *
+    from staging.kela_income_support
+    where month between $panel_start and $baseline_end
+),
+latest as (
+    select
+        person_key,
+        arg_max(kuntanumero, month) as baseline_kuntanumero,
+        arg_max(tyomarkkina_asema, month) as baseline_status,
+        arg_max(kotitaloustyyppi, month) as kotitaloustyyppi,
+        any_value(birth_date) as birth_date,
+        any_value(birth_year) as birth_year,
+        any_value(sex) as sex
+    from baseline_rows
+    group by person_key
+),
+supported as (
+    select distinct person_key
+    from staging.kela_income_support
+    where month between $window_start and $window_end and myonnetty_eur > 0
+),
+aged as (
+    select
+        latest.*,
+        year($reference_date::date) - year(birth_date)
+            - case when month(birth_date) > month($reference_date::date)
+                     or (month(birth_date) = month($reference_date::date) and day(birth_date) > day($reference_date::date))
+                   then 1 else 0 end as age_at_reference
+    from latest
+)
+select
+    aged.person_key,
+    aged.baseline_kuntanumero,
+    (schedule.kuntanumero is not null) as treated,
+    aged.birth_year,
+    aged.sex,
+    bands.label as age_band,
+    aged.kotitaloustyyppi,
+    aged.age_at_reference
+from aged
+join supported using (person_key)
+left join panel.pilot_schedule as schedule on schedule.kuntanumero = aged.baseline_kuntanumero
+left join panel.age_bands as bands on aged.age_at_reference between bands.min_age and bands.max_age
+where aged.age_at_reference between $min_age and $max_age
+  and list_contains($labour_market_codes, aged.baseline_status)
+order by aged.person_key
