@@ -63,5 +63,5 @@ def _has_rows(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".")
     exists = con.execute(
         "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?", [schema, name]
-    ).fetchone()[0]
-    return bool(exists) and con.execute(f"select count(*) > 0 from {table}").fetchone()[0]
+    ).fetchall()[0][0]
+    return bool(exists) and con.execute(f"select count(*) > 0 from {table}").fetchall()[0][0]

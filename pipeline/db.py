@@ -172,6 +172,4 @@ def finish_run(con: duckdb.DuckDBPyConnection, *, run_id: str, status: str, mess
 
 def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None):  # noqa: ANN201
     """The result of a parameterised query as a polars DataFrame."""
-    import polars as pl
-
-    return pl.from_arrow(con.execute(sql, list(params or [])).to_arrow_table())
+    return con.sql(sql, params=list(params or [])).pl()

@@ -124,7 +124,7 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
     tw = twfe_cells(cells, alpha=alpha)
     row = _row(outcome, "twfe", subgroup, tw, n_persons)
     if infer:
-        extra, inf_rows = few_cluster_inference(cells, config)
+        extra, inf_rows = few_cluster_inference(cells, config, subgroup=subgroup != "all")
         row.update(extra)
         inference += [dict(r, outcome=outcome, estimator="twfe", subgroup=subgroup) for r in inf_rows]
         inference.append({"outcome": outcome, "estimator": "twfe", "subgroup": subgroup, "method": "cv3_jackknife",
@@ -137,7 +137,8 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
     return rows, inference
 
 
-def few_cluster_inference(cells: Cells, config: EvaluationConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def few_cluster_inference(cells: Cells, config: EvaluationConfig, *,
+                          subgroup: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Wild cluster bootstrap (WCR and WCU) and randomization inference for the TWFE coefficient."""
     from pipeline.inference.bootstrap import wild_cluster_bootstrap
     from pipeline.inference.randomization import randomization_test
@@ -154,7 +155,8 @@ def few_cluster_inference(cells: Cells, config: EvaluationConfig) -> tuple[dict[
     ):
         out.append({"method": name, "p_value": r.p_value, "ci_low": r.ci_low, "ci_high": r.ci_high,
                     "exact": bool(getattr(r, "exact_enumeration", False)), "draws": int(r.draws), "assumes": assumes})
-    ri = randomization_test(cells, design_paths(cells), max_assignments=inf.randomization_max_assignments,
+    limit = inf.subgroup_max_assignments if subgroup else inf.randomization_max_assignments
+    ri = randomization_test(cells, design_paths(cells), max_assignments=limit,
                             draws=inf.randomization_draws, seed=inf.seed, alpha=inf.alpha, ci=False)
     out.append({"method": "randomization", "p_value": ri.p_value, "ci_low": ri.ci_low, "ci_high": ri.ci_high,
                 "exact": bool(ri.exact), "draws": int(ri.n_assignments),

@@ -115,6 +115,9 @@ class InferenceSettings(BaseModel):
     bootstrap_weights: BootstrapWeights = "webb"
     randomization_max_assignments: int = Field(5_000_000, ge=1, description="enumerate fully up to this many")
     randomization_draws: int = Field(9_999, ge=99, description="seeded draws when the design has more")
+    subgroup_max_assignments: int = Field(
+        100_000, ge=1, description="enumerate subgroup designs fully up to this many, else seeded draws"
+    )
     seed: int = 20180101
 
 
