@@ -1,0 +1,110 @@
+"""Loading a generated delivery: row accounting, quarantine per rule, idempotence, re-delivery, privacy."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from pipeline import db
+from pipeline.load import load_delivery
+from pipeline.pseudonym import DEMO_KEY
+from schemas.hetu import HETU_PATTERN
+
+HETU_ANYWHERE = re.compile(HETU_PATTERN.strip("^$"))
+
+
+def test_rows_in_equal_staged_plus_quarantined(loaded_small) -> None:
+    path, truth, totals = loaded_small
+    assert totals["rows_in"] == totals["rows_valid"] + totals["rows_quarantined"]
+    with db.connect(path, read_only=True) as con:
+        staged = con.execute("select count(*) from staging.kela_income_support").fetchall()[0][0]
+        avain = con.execute("select count(*) from staging.avain_assessments").fetchall()[0][0]
+        by_rule = dict(con.execute("select rule, count(*) from quarantine.kela_income_support group by 1").fetchall())
+        accounting = con.execute("select bool_and(rows_in = rows_staged + rows_quarantined) "
+                                 "from meta.loaded_files").fetchall()[0][0]
+    assert staged == truth["rows"]["kela_staged_after_correction"]
+    assert avain == truth["rows"]["avain_staged"]
+    assert by_rule == truth["bad_rows"]["kela"]
+    assert accounting
+
+
+def test_no_identity_code_in_any_text_column(loaded_small) -> None:
+    path, _, _ = loaded_small
+    with db.connect(path, read_only=True) as con:
+        columns = con.execute(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where data_type in ('VARCHAR', 'JSON')").fetchall()
+        for schema, table, column in columns:
+            hits = con.execute(
+                f'select count(*) from "{schema}"."{table}" where regexp_matches("{column}"::varchar, ?)',
+                [HETU_ANYWHERE.pattern]).fetchall()[0][0]
+            assert hits == 0, f"{schema}.{table}.{column} holds identity codes"
+
+
+def _tables(path: Path) -> dict[str, list]:
+    with db.connect(path, read_only=True) as con:
+        return {t: con.execute(f"select * exclude (run_id) from {t} order by all").fetchall()
+                if "quarantine" in t else con.execute(f"select * from {t} order by all").fetchall()
+                for t in ("staging.kela_income_support", "staging.avain_assessments",
+                          "quarantine.kela_income_support", "quarantine.avain_assessments")}
+
+
+def test_loading_twice_changes_nothing_and_correction_replaces_the_month(small_delivery, config, tmp_path) -> None:
+    out, truth = small_delivery
+    kela = tmp_path / "kela"
+    shutil.copytree(out / "kela", kela)
+    path = tmp_path / "twice.duckdb"
+    with db.connect(path) as con:
+        load_delivery(con, kela_dir=kela, avain_dir=None, key=DEMO_KEY, config=config, run_id="a")
+    before = _tables(path)
+    with db.connect(path) as con:
+        again = load_delivery(con, kela_dir=kela, avain_dir=None, key=DEMO_KEY, config=config, run_id="b")
+    assert again.totals()["files_skipped_unchanged"] == len(list(kela.iterdir()))
+    assert _tables(path) == before
+    month = truth["corrected_month"]
+    with db.connect(path) as con:
+        load_delivery(con, kela_dir=out / "kela_correction", avain_dir=None, key=DEMO_KEY, config=config,
+                      run_id="c")
+        n = con.execute("select count(*) from staging.kela_income_support where tilastokuukausi = ?",
+                        [month]).fetchall()[0][0]
+        files = con.execute("select count(*) from meta.loaded_files where period = ?", [month]).fetchall()[0][0]
+    assert n == truth["rows"]["kela_correction"]
+    assert files == 1
+
+
+def test_same_key_same_person_key_other_key_other(small_delivery, config, tmp_path) -> None:
+    out, _ = small_delivery
+    keys = []
+    for i, key in enumerate((DEMO_KEY, DEMO_KEY, b"another-key-of-at-least-16-bytes")):
+        path = tmp_path / f"k{i}.duckdb"
+        one = tmp_path / f"d{i}"
+        one.mkdir()
+        shutil.copy(out / "kela" / "toimeentulotuki_201705.csv", one)
+        with db.connect(path) as con:
+            load_delivery(con, kela_dir=one, avain_dir=None, key=key, config=config, run_id="k")
+            keys.append(con.execute("select list(person_key order by person_key) from staging.kela_income_support")
+                        .fetchall()[0][0])
+    assert keys[0] == keys[1] != keys[2]
+
+
+def test_database_in_use_fails_at_once(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import pytest
+
+    from pipeline.errors import DatabaseBusyError
+
+    path = tmp_path / "busy.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); "
+                               "print('ok', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        with pytest.raises(DatabaseBusyError), db.connect(path):
+            pass
+    finally:
+        holder.kill()
