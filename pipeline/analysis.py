@@ -38,6 +38,7 @@ def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> di
         _extend(parts, estimates.avain_outcomes(con, config, [o for o in AVAIN_OUTCOMES if o in wanted]))
     tables = {name: pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
               for name, frames in parts.items()}
+    tables = {name: _nan_to_null(frame) for name, frame in tables.items()}
     if tables["did_estimates"].height:
         tables["did_estimates"] = suppress_small(tables["did_estimates"], config.disclosure.min_cell_persons)
     return tables
@@ -51,6 +52,12 @@ def suppress_small(frame: pl.DataFrame, threshold: int) -> pl.DataFrame:
         [pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in numeric]
         + [small.alias("suppressed")]
     )
+
+
+def _nan_to_null(frame: pl.DataFrame) -> pl.DataFrame:
+    """NaN (an undefined statistic, e.g. a jackknife without a second treated cluster) is stored as NULL."""
+    floats = [c for c, t in frame.schema.items() if t.is_float()]
+    return frame.with_columns([pl.col(c).fill_nan(None) for c in floats]) if floats else frame
 
 
 def _extend(parts: dict[str, list[pl.DataFrame]], new: dict[str, Any]) -> None:

@@ -42,10 +42,15 @@ SUBGROUP_COLUMNS = {"age_band": "c.age_band", "sex": "c.sex", "kotitaloustyyppi"
 # ------------------------------------------------------------------------ cells
 def monthly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
                   params: list[Any] | None = None) -> Cells | None:
-    """Baseline-municipality x month sums of a monthly outcome (one GROUP BY)."""
+    """Baseline-municipality x month sums of a monthly outcome (one GROUP BY).
+
+    Sums are taken in exact integer cents, so they do not depend on the order in
+    which DuckDB's threads add them up: reruns give identical results.
+    """
     frame = _db.query_frame(con,
         f"""
-        select pm.kuntanumero, pm.month, sum(pm.{outcome})::double as s, count(*)::bigint as n,
+        select pm.kuntanumero, pm.month, (sum(round(pm.{outcome} * 100)::hugeint) / 100)::double as s,
+               count(*)::bigint as n,
                max(pm.in_pilot)::double as d
         from panel.person_month pm join panel.cohort c using (person_key)
         where {where}
@@ -254,7 +259,7 @@ def avain_outcomes(con: duckdb.DuckDBPyConnection, config: EvaluationConfig,
 
     frame = _db.query_frame(con,
         "select person_key, kuntanumero, period, in_pilot, avain_situation, avain_goal_achieved, client_present "
-        "from panel.avain_assessment where period in ('before', 'during')",
+        "from panel.avain_assessment where period in ('before', 'during') order by person_key, arviointipvm",
     )
     rows = []
     for outcome in outcomes:
