@@ -85,7 +85,6 @@ def contributions(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, flo
         raise ValueError("clean controls need at least one treated and one never-treated cluster")
     n = cells.n.astype(float)
     N_c = n[controls].sum()
-    control_mean = cells.sums[controls].sum(axis=0) / N_c  # (T,)
     W = float(sum(n[g] * treat[g].sum() for g in np.nonzero(treated)[0]))
     a = np.zeros(cells.n_clusters)
     weight = np.zeros(cells.n_clusters)
@@ -104,7 +103,6 @@ def contributions(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, flo
     for c in np.nonzero(controls)[0]:
         a[c] = -float(control_weight_t @ cells.sums[c]) / (N_c * W)
         weight[c] = n[c] / N_c
-    del control_mean
     return a, weight, treated, float(a.sum())
 
 

@@ -182,14 +182,6 @@ def _parse_quoted(frame: pl.DataFrame, header: list[str]) -> pl.DataFrame:
 
 def _quotes_clean(line: str, fields: list[str]) -> bool:
     """A quoted field must be quoted as a whole (``"a"x`` is malformed, as RFC 4180 has it)."""
-    rebuilt = SEPARATOR.join(f'"{v.replace(chr(34), chr(34) * 2)}"' for v in fields)
-    plain = SEPARATOR.join(fields)
-    if line in (rebuilt, plain):
-        return True
-    parts = []
-    for v in fields:
-        parts.append(v)
-    # mixed quoting: accept when every field is either bare (no quote inside) or fully quoted
     pos = 0
     for i, v in enumerate(fields):
         bare, quoted = v, f'"{v.replace(chr(34), chr(34) * 2)}"'
