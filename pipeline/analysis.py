@@ -21,6 +21,11 @@ NUMERIC_RESULT_COLUMNS = (
     "estimate", "std_error", "ci_low", "ci_high", "p_value", "p_value_wild_bootstrap",
     "ci_low_wild_bootstrap", "ci_high_wild_bootstrap", "p_value_randomization", "std_error_cv3",
 )
+COST_COLUMNS = (
+    "effect_per_person_month", "effect_per_member", "effect_per_member_ci_low", "effect_per_member_ci_high",
+    "effect_total", "effect_total_ci_low", "effect_total_ci_high", "observed_total", "counterfactual_total",
+    "change_share",
+)
 
 
 def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> dict[str, pl.DataFrame]:
@@ -29,7 +34,7 @@ def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> di
 
     wanted = set(config.outcomes)
     parts: dict[str, list[pl.DataFrame]] = {"did_estimates": [], "event_study": [], "pretrend_tests": [],
-                                             "inference": [], "placebo_size": []}
+                                             "inference": [], "placebo_size": [], "robustness": [], "cost": []}
     for outcome in [o for o in MONTHLY_OUTCOMES if o in wanted]:
         _extend(parts, estimates.monthly_outcome(con, config, outcome))
     for outcome in [o for o in YEARLY_OUTCOMES if o in wanted]:
@@ -39,15 +44,20 @@ def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> di
     tables = {name: pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
               for name, frames in parts.items()}
     tables = {name: _nan_to_null(frame) for name, frame in tables.items()}
-    if tables["did_estimates"].height:
-        tables["did_estimates"] = suppress_small(tables["did_estimates"], config.disclosure.min_cell_persons)
+    threshold = config.disclosure.min_cell_persons
+    for name in ("did_estimates", "robustness"):
+        if tables[name].height:
+            tables[name] = suppress_small(tables[name], threshold)
+    if tables["cost"].height:
+        tables["cost"] = suppress_small(tables["cost"], threshold, COST_COLUMNS)
     return tables
 
 
-def suppress_small(frame: pl.DataFrame, threshold: int) -> pl.DataFrame:
+def suppress_small(frame: pl.DataFrame, threshold: int,
+                   columns: tuple[str, ...] = NUMERIC_RESULT_COLUMNS) -> pl.DataFrame:
     """Withhold every number of a row based on fewer than ``threshold`` persons."""
     small = pl.col("n_persons").is_null() | (pl.col("n_persons") < threshold)
-    numeric = [c for c in NUMERIC_RESULT_COLUMNS if c in frame.columns]
+    numeric = [c for c in columns if c in frame.columns]
     return frame.with_columns(
         [pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in numeric]
         + [small.alias("suppressed")]

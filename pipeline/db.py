@@ -33,6 +33,8 @@ RESULT_MODELS: tuple[str, ...] = (
     "results/pretrend_tests.sql",
     "results/inference.sql",
     "results/placebo_size.sql",
+    "results/robustness.sql",
+    "results/cost.sql",
 )
 """DDL of the run metadata and results tables, in the order they are created."""
 

@@ -186,13 +186,38 @@ def monthly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, ou
                               "df": f"{wald.df_num},{wald.df_denom}", "p_value": wald.p_value}])
     sub_rows, sub_inf = subgroups(con, config, outcome, cells, infer=headline)
     placebo = placebo_rows(cells, outcome, config) if headline else pl.DataFrame()
-    return {
+    out = {
         "did_estimates": pl.DataFrame(rows + sub_rows),
         "event_study": event,
         "pretrend_tests": pretrend,
         "inference": pl.DataFrame(inference + sub_inf) if inference or sub_inf else pl.DataFrame(),
         "placebo_size": placebo,
     }
+    if headline:
+        out = _merge(out, robustness_frames(cells, outcome, config, rows))
+    return out
+
+
+def robustness_frames(cells: Cells, outcome: str, config: EvaluationConfig,
+                      rows: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
+    """Leave-one-out, the anticipation rerun and, for euros, the cost view of a headline outcome."""
+    from pipeline import robustness
+
+    out: dict[str, pl.DataFrame] = {"robustness": pl.DataFrame(robustness.leave_one_out(cells, outcome, config))}
+    out = _merge(out, robustness.anticipation(cells, outcome, config))
+    if outcome == "amount_eur":
+        out["cost"] = robustness.cost_view(cells, rows, outcome)
+    return out
+
+
+def _merge(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Tables of ``a`` with the rows of ``b`` appended."""
+    out = dict(a)
+    for name, frame in b.items():
+        if frame is None or frame.height == 0:
+            continue
+        out[name] = pl.concat([out[name], frame], how="diagonal_relaxed") if name in out and out[name].height else frame
+    return out
 
 
 def subgroups(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome: str, cells: Cells, *,

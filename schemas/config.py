@@ -146,6 +146,11 @@ class EvaluationConfig(BaseSettings):
         True, description="reject identity codes outside 900-999 (a guard while only synthetic data is expected)"
     )
     pilot_cost_eur: float | None = Field(None, ge=0, description="the pilot's cost, for the cost view")
+    anticipation_schedule: dict[str, PilotPeriod] = Field(
+        default_factory=lambda: {"837": PilotPeriod(start="2017-11", end="2019-12")},
+        description="schedule overrides of the anticipation check (Tampere's own project from 2017-11); "
+                    "empty = no check",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -159,7 +164,7 @@ class EvaluationConfig(BaseSettings):
         """Explicit values (from a TOML file) win over the environment; no dotenv, no secrets dir."""
         return (init_settings, env_settings)
 
-    @field_validator("pilot_schedule")
+    @field_validator("pilot_schedule", "anticipation_schedule")
     @classmethod
     def _known_codes(cls, schedule: dict[str, PilotPeriod]) -> dict[str, PilotPeriod]:
         for code in schedule:
@@ -184,6 +189,12 @@ class EvaluationConfig(BaseSettings):
         """Pilot months ``(start, end)`` by kuntanumero: the reference file, overridden by ``pilot_schedule``."""
         base = {m.kuntanumero: p for m, p in _read_municipalities(self.municipalities_path) if p is not None}
         base.update({k: (v.start, v.end) for k, v in self.pilot_schedule.items()})
+        return dict(sorted(base.items()))
+
+    def anticipation(self) -> dict[str, tuple[str, str]]:
+        """The schedule of the anticipation check: :meth:`schedule` with ``anticipation_schedule`` applied."""
+        base = self.schedule()
+        base.update({k: (v.start, v.end) for k, v in self.anticipation_schedule.items()})
         return dict(sorted(base.items()))
 
     def to_toml(self) -> str:

@@ -32,9 +32,14 @@ spread of the :math:`a_g` around their expectation under a common effect
 :math:`n_g`), with the G/(G-1) factor, and intervals from t(G_T - 1) where G_T
 is the number of treated clusters (the treated clusters carry most of the
 variance; with one treated cluster its idiosyncratic variance cannot be
-estimated from itself, so the variance is that of placebo estimates giving the
+estimated from itself, so the variance comes from placebo estimates giving the
 treated cluster's path to each control in turn, Conley-Taber style, with
-t(G_C - 1)).
+t(G_C - 1)). Clusters differ in size, and a small control's placebo estimate is
+far noisier than a large treated cluster's estimate, so the squared placebo
+estimates are modelled as ``A + B / n_c`` (a size-independent shock plus
+sampling noise; non-negative least squares) and the variance is read off at
+the treated cluster's size -- the heteroskedasticity correction of Ferman and
+Pinto (2019). With equal sizes it reduces to the Conley-Taber variance.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from scipy import stats
+from scipy.optimize import nnls
 
 from pipeline.estimation.cells import Cells
 
@@ -151,4 +157,9 @@ def _placebo_variance(cells: Cells, treated: np.ndarray) -> float:
         sub = Cells(cells.clusters[keep], cells.times, cells.n[keep], cells.sums[keep], treat[keep])
         estimates.append(contributions(sub)[3])
     est = np.asarray(estimates)
-    return float(np.mean(est ** 2))
+    sizes = cells.n[controls].astype(float)
+    if np.ptp(sizes) == 0:
+        return float(np.mean(est ** 2))
+    design = np.column_stack([np.ones_like(sizes), 1.0 / sizes])
+    (a, b), _ = nnls(design, est ** 2)
+    return float(a + b / cells.n[g])
