@@ -34,6 +34,7 @@ from pipeline.estimation.cells import Cells
 from pipeline.estimation.clean_controls import clean_controls_cells
 from pipeline.estimation.event_study import event_study_cells
 from pipeline.estimation.twfe import twfe_cells
+from pipeline.inference.pretrend import pretrend_randomization
 from schemas.config import EvaluationConfig
 
 SUBGROUP_COLUMNS = {"age_band": "c.age_band", "sex": "c.sex", "kotitaloustyyppi": "c.kotitaloustyyppi::varchar"}
@@ -182,8 +183,11 @@ def monthly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, ou
     es = event_study_cells(cells, event_times(cells, config.schedule()), alpha=config.inference.alpha)
     event = es.tidy().with_columns(pl.lit(outcome).alias("outcome"), pl.lit("twfe_event_study").alias("estimator"))
     wald = es.pretrend_test()
+    ri = pretrend_randomization(cells, event_times(cells, config.schedule()), draws=config.inference.pretrend_draws,
+                                seed=config.inference.seed)
     pretrend = pl.DataFrame([{"outcome": outcome, "estimator": "twfe_event_study", "statistic": wald.statistic,
-                              "df": f"{wald.df_num},{wald.df_denom}", "p_value": wald.p_value}])
+                              "df": f"{wald.df_num},{wald.df_denom}", "p_value": wald.p_value,
+                              "p_value_randomization": ri.p_value, "draws": ri.draws}])
     sub_rows, sub_inf = subgroups(con, config, outcome, cells, infer=headline)
     placebo = placebo_rows(cells, outcome, config) if headline else pl.DataFrame()
     out = {

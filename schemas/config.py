@@ -118,6 +118,9 @@ class InferenceSettings(BaseModel):
     subgroup_max_assignments: int = Field(
         100_000, ge=1, description="enumerate subgroup designs fully up to this many, else seeded draws"
     )
+    pretrend_draws: int = Field(
+        999, ge=19, description="seeded reassignments for the randomization p-value of the event-study lead test"
+    )
     seed: int = 20180101
 
 
