@@ -198,16 +198,23 @@ def monthly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, ou
         "placebo_size": placebo,
     }
     if headline:
-        out = _merge(out, robustness_frames(cells, outcome, config, rows))
+        out = _merge(out, robustness_frames(cells, outcome, config, rows, es))
     return out
 
 
-def robustness_frames(cells: Cells, outcome: str, config: EvaluationConfig,
-                      rows: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
-    """Leave-one-out, the anticipation rerun and, for euros, the cost view of a headline outcome."""
+def robustness_frames(cells: Cells, outcome: str, config: EvaluationConfig, rows: list[dict[str, Any]],
+                      es: Any) -> dict[str, pl.DataFrame]:
+    """Synthetic DiD, leave-one-out, HonestDiD bounds, the anticipation rerun and, for euros, the cost view."""
     from pipeline import robustness
 
-    out: dict[str, pl.DataFrame] = {"robustness": pl.DataFrame(robustness.leave_one_out(cells, outcome, config))}
+    sdid = robustness.sdid_row(cells, outcome, config)
+    if sdid is not None:
+        rows = rows + [sdid]
+    pilot_months = int((cells.treat != 0).sum(axis=1).max())
+    checks = robustness.leave_one_out(cells, outcome, config) + robustness.honest_rows(
+        es, outcome, config, pilot_months=pilot_months)
+    out: dict[str, pl.DataFrame] = {"did_estimates": pl.DataFrame([sdid]) if sdid else pl.DataFrame(),
+                                    "robustness": pl.DataFrame(checks)}
     out = _merge(out, robustness.anticipation(cells, outcome, config))
     if outcome == "amount_eur":
         out["cost"] = robustness.cost_view(cells, rows, outcome)

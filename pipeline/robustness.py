@@ -160,3 +160,92 @@ def cost_view(cells: Cells, estimates: list[dict[str, Any]], outcome: str) -> pl
             "n_persons": treated_persons,
         })
     return pl.DataFrame(rows)
+
+
+# ------------------------------------------------------------ sensitivity (HonestDiD)
+HONEST_MBAR = (0.0, 0.5, 1.0, 1.5, 2.0)
+HONEST_M_FACTORS = (0.0, 0.5, 1.0, 2.0)
+"""Smoothness bounds M as multiples of the largest second difference seen among the leads."""
+
+
+def honest_rows(es: Any, outcome: str, config: EvaluationConfig, *, pilot_months: int) -> list[dict[str, Any]]:
+    """Rambachan-Roth robust confidence sets for the average effect over the first ``pilot_months`` lags.
+
+    The leads and the lags 0 .. pilot_months-1 of the event study (with their
+    CRV1 covariance) enter; t(G-1) critical values, as everywhere in kokeilu.
+    """
+    from pipeline.estimation.honest import honest_did
+
+    times = np.asarray(es.event_times)
+    lead = np.flatnonzero(times < es.reference)
+    lag = np.flatnonzero((times > es.reference) & (times < pilot_months))
+    if lead.size < 2 or lag.size < 1:
+        return []
+    idx = np.concatenate([lead, lag])
+    beta, vcov = np.asarray(es.estimate)[idx], np.asarray(es.vcov)[np.ix_(idx, idx)]
+    pre = np.concatenate([beta[: lead.size], [0.0]])
+    curvature = float(np.max(np.abs(np.diff(pre, n=2)))) if pre.size >= 3 else 0.0
+    m_grid = sorted({f * curvature for f in HONEST_M_FACTORS})
+    res = honest_did(beta, vcov, n_pre=int(lead.size), n_post=int(lag.size), mbar_grid=HONEST_MBAR,
+                     m_grid=m_grid, alpha=config.inference.alpha, df=es.n_clusters - 1)
+    common = {"outcome": outcome, "estimator": "twfe_event_study", "n_persons": es.n_units,
+              "n_clusters": es.n_clusters, "n_treated_clusters": es.n_treated_clusters,
+              "std_error": res.std_error, "p_value": None}
+    rows = []
+    for b in res.bounds:
+        name = "mbar" if b.restriction == "relative_magnitudes" else "m"
+        rows.append(dict(common, analysis=f"honest_{b.restriction}", variant=f"{name}={b.m:.6g}", parameter=b.m,
+                         estimate=res.estimate, ci_low=b.ci_low, ci_high=b.ci_high))
+    rows.append(dict(common, analysis="honest_breakdown", variant="relative_magnitudes", parameter=None,
+                     estimate=res.breakdown_mbar, std_error=None, ci_low=None, ci_high=None))
+    return rows
+
+
+# ------------------------------------------------------------ synthetic DiD
+def sdid_row(cells: Cells, outcome: str, config: EvaluationConfig) -> dict[str, Any] | None:
+    """Synthetic DiD on the municipality x month panel of cohort means, one adoption block at a time.
+
+    SDID needs block treatment, and the pilot has two blocks: the municipalities
+    piloting the same months (five, 2018-01 .. 2019-12) and Tornio (2018 only).
+    Each block is estimated against the never-treated municipalities on its
+    pre-period and its pilot months (months after the block's pilot are left
+    out), and the block estimates are averaged with weights by treated
+    municipality-months -- the estimand is the ATT over pilot municipality-months,
+    each municipality weighted equally (SDID works on means, not persons). The
+    standard error combines the blocks' placebo variances as if independent.
+    """
+    from pipeline.estimation.sdid import sdid_matrix
+
+    treated = cells.treated_clusters
+    controls = np.nonzero(~treated)[0]
+    paths: dict[bytes, list[int]] = {}
+    for g in np.nonzero(treated)[0]:
+        paths.setdefault((cells.treat[g] != 0).tobytes(), []).append(int(g))
+    means = cells.sums / cells.n[:, None]
+    estimates, variances, weights = [], [], []
+    for members in paths.values():
+        on = cells.treat[members[0]] != 0
+        first, last = np.flatnonzero(on)[[0, -1]]
+        if not on[first:last + 1].all() or first < 2 or controls.size < 2:
+            return None
+        cols = np.arange(last + 1)
+        Y = np.vstack([means[controls][:, cols], means[members][:, cols]])
+        res = sdid_matrix(Y, n_treated=len(members), n_post=int(last + 1 - first),
+                          replications=config.inference.sdid_replications, seed=config.inference.seed,
+                          alpha=config.inference.alpha)
+        estimates.append(res.estimate)
+        variances.append(res.std_error ** 2)
+        weights.append(len(members) * int(on.sum()))
+    w = np.asarray(weights, dtype=float) / sum(weights)
+    est = float(w @ np.asarray(estimates))
+    se = float(np.sqrt(w ** 2 @ np.asarray(variances)))
+    from scipy import stats
+
+    z = float(stats.norm.ppf(1 - config.inference.alpha / 2))
+    return {
+        "outcome": outcome, "estimator": "sdid", "subgroup": "all", "estimate": est, "std_error": se,
+        "ci_low": est - z * se, "ci_high": est + z * se,
+        "p_value": float(2 * stats.norm.sf(abs(est / se))) if se > 0 else None,
+        "n_obs": int(cells.n_clusters * cells.n_periods), "n_persons": int(cells.n.sum()),
+        "n_clusters": cells.n_clusters, "n_treated_clusters": int(treated.sum()), "path": "aggregated",
+    }

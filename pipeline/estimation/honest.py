@@ -160,7 +160,9 @@ def _folded_quantile(t: float, alpha: float, df: int | None) -> float:
         hi = t + float(stats.norm.ppf(1 - alpha / 2))
     else:
         def cover(x: float) -> float:
-            return float(special.nctdtr(df, t, x) - special.nctdtr(df, t, -x)) - (1 - alpha)
+            # scipy's noncentral t returns NaN deep in the lower tail (large bias/sd): that fold is ~0 there
+            lower = float(special.nctdtr(df, t, -x))
+            return float(special.nctdtr(df, t, x)) - (lower if np.isfinite(lower) else 0.0) - (1 - alpha)
         hi = t + float(stats.t.ppf(1 - alpha / 2, df))
         while cover(hi) < 0:
             hi *= 2
