@@ -121,7 +121,7 @@ class InferenceSettings(BaseModel):
     pretrend_draws: int = Field(
         999, ge=19, description="seeded reassignments for the randomization p-value of the event-study lead test"
     )
-    sdid_replications: int = Field(200, ge=2, description="placebo reassignments behind synthetic DiD's standard error")
+    sdid_replications: int = Field(100, ge=2, description="placebo reassignments behind synthetic DiD's standard error")
     seed: int = 20180101
 
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.estimation.cells import Cells
-from pipeline.estimation.event_study import event_study_cells
+from pipeline.estimation.event_study import event_dummies, event_levels, event_study_cells
+from pipeline.estimation.twfe import fit_cells
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,26 @@ def pretrend_randomization(cells: Cells, event_time: np.ndarray, *, draws: int =
     pre = Cells(cells.clusters, cells.times[keep], cells.n, cells.sums[:, keep], np.zeros((cells.n_clusters, cut)))
     E_pre = E[:, keep]
 
-    def statistic(rows: np.ndarray) -> float:
-        return event_study_cells(pre, E_pre[rows], reference=reference, cv3=False).pretrend_test().statistic
+    levels = event_levels(E_pre, reference)
+    lead = levels < reference
+    n, sums = pre.n.astype(float), pre.sums.astype(float)
+
+    def raw_wald(rows: np.ndarray) -> float:
+        # the small-sample factor is the same for every reassignment: rank by the raw Wald statistic
+        fit = fit_cells(n, sums, event_dummies(E_pre[rows], levels))
+        b = fit.beta[lead]
+        return float(b @ np.linalg.solve(fit.vcov_raw[np.ix_(lead, lead)], b))
 
     G = cells.n_clusters
-    observed = statistic(np.arange(G))
+    observed_raw = raw_wald(np.arange(G))
+    statistic = event_study_cells(pre, E_pre, reference=reference, cv3=False).pretrend_test().statistic
     rng = np.random.default_rng(seed)
     exceed = 0
     for _ in range(draws):
         perm = rng.permutation(G)
         try:
-            w = statistic(perm)
-        except (np.linalg.LinAlgError, ValueError):
+            w = raw_wald(perm)
+        except np.linalg.LinAlgError:
             w = np.inf                           # a degenerate reassignment counts against the observed one
-        exceed += bool(w >= observed)
-    return PretrendRandomization(statistic=observed, p_value=(1 + exceed) / (1 + draws), draws=draws, n_periods=cut)
+        exceed += bool(w >= observed_raw * (1 - 1e-12))
+    return PretrendRandomization(statistic=statistic, p_value=(1 + exceed) / (1 + draws), draws=draws, n_periods=cut)

@@ -1,0 +1,225 @@
+"""Every stage of ``kokeilu run`` on a national-scale delivery, beside DuckDB's bare read and pyfixest.
+
+Each stage runs in its own child process on the same database, in the order of a
+run (load, validate, panels, estimate with inference, report), so each has its
+own wall time and peak RSS; the baselines run the same way:
+
+* DuckDB's bare ``read_csv`` of the same Kela files (and ``read_parquet`` of the
+  Parquet month) into a table, with the contract's types -- what no loader can beat;
+* pyfixest's ``feols`` of the headline TWFE regression on ``panel.person_month``.
+
+Targets (ratios, same run): the whole evaluation <= 3x the bare read, peak RSS <=
+4 GB, TWFE <= 1.0x pyfixest (see ``benchmarks/twfe.py`` for the like-for-like
+regression), inference <= 1x the point estimate (``benchmarks/inference.py``).
+
+Usage::
+
+    .venv/bin/python benchmarks/evaluation.py --delivery /tmp/national --generate \\
+        --out benchmarks/results/evaluation.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _measure import machine, run  # noqa: E402
+
+HERE = str(Path(__file__).resolve())
+GB = 1e9
+
+
+def _config():  # noqa: ANN202
+    from schemas.config import EvaluationConfig
+
+    return EvaluationConfig()
+
+
+def _emit(**data: object) -> None:
+    print(json.dumps(data))
+
+
+# ----------------------------------------------------------------- child stages
+def child_bare_read(delivery: str, db: str) -> None:
+    """DuckDB alone: every Kela file into one table, contract types, no checks."""
+    import duckdb
+
+    kela = Path(delivery) / "kela"
+    csvs = sorted(str(p) for p in kela.glob("*.csv"))
+    parquets = sorted(str(p) for p in kela.glob("*.parquet"))
+    t = time.perf_counter()
+    con = duckdb.connect(db)
+    con.execute("set enable_progress_bar = false")
+    con.execute(
+        "create or replace table bare as select * from read_csv(?, delim=';', decimal_separator=',', header=true, "
+        "union_by_name=true, all_varchar=false)", [csvs],
+    )
+    if parquets:
+        con.execute("insert into bare by name select * from read_parquet(?)", [parquets])
+    rows = con.execute("select count(*) from bare").fetchall()[0][0]
+    con.close()
+    _emit(seconds=time.perf_counter() - t, rows=int(rows))
+
+
+def child_load(delivery: str, db: str) -> None:
+    from pipeline import db as _db
+    from pipeline.load import load_delivery
+    from pipeline.pseudonym import DEMO_KEY
+
+    config = _config()
+    t = time.perf_counter()
+    with _db.connect(Path(db)) as con:
+        _db.ensure_result_tables(con)
+        first = load_delivery(con, kela_dir=Path(delivery) / "kela", avain_dir=Path(delivery) / "avain",
+                              key=DEMO_KEY, config=config, run_id="bench")
+        correction = Path(delivery) / "kela_correction"
+        if correction.is_dir():
+            load_delivery(con, kela_dir=correction, avain_dir=None, key=DEMO_KEY, config=config, run_id="bench")
+    _emit(seconds=time.perf_counter() - t, rows=first.totals())
+
+
+def child_validate(db: str, out: str) -> None:
+    from pipeline import db as _db
+    from pipeline.quality import run_quality_checks
+
+    t = time.perf_counter()
+    with _db.connect(Path(db)) as con:
+        run_quality_checks(con, run_id="bench", docs_dir=Path(out) / "data_docs")
+    _emit(seconds=time.perf_counter() - t)
+
+
+def child_panels(db: str) -> None:
+    from pipeline.evaluation import panel_stage
+
+    t = time.perf_counter()
+    counts = panel_stage(Path(db), _config())
+    _emit(seconds=time.perf_counter() - t, counts=counts)
+
+
+def child_estimate(db: str) -> None:
+    from pipeline import db as _db
+    from pipeline.evaluation import estimate_stage
+
+    with _db.connect(Path(db)) as con:
+        _db.start_run(con, run_id="bench", config_json=_config().model_dump_json(), inputs=[])
+    t = time.perf_counter()
+    estimate_stage(Path(db), _config(), run_id="bench")
+    _emit(seconds=time.perf_counter() - t)
+
+
+def child_report(db: str, out: str) -> None:
+    from pipeline.evaluation import report_stage
+
+    t = time.perf_counter()
+    report_stage(Path(db), _config(), run_id="bench", out=Path(out))
+    _emit(seconds=time.perf_counter() - t)
+
+
+def child_twfe_kokeilu(db: str) -> None:
+    from pipeline import db as _db
+    from pipeline.estimates import monthly_cells
+    from pipeline.estimation.twfe import twfe_cells
+
+    t = time.perf_counter()
+    with _db.connect(Path(db), read_only=True) as con:
+        res = twfe_cells(monthly_cells(con, "received"), cv3=False)
+    _emit(seconds=time.perf_counter() - t, estimate=res.estimate, std_error=res.std_error)
+
+
+def child_twfe_pyfixest(db: str) -> None:
+    import pyfixest as pf
+
+    from pipeline import db as _db
+
+    t = time.perf_counter()
+    with _db.connect(Path(db), read_only=True) as con:
+        frame = con.sql("select person_key, month, kuntanumero, in_pilot, received::double as received "
+                        "from panel.person_month").df()
+    fit = pf.feols("received ~ in_pilot | person_key + month", data=frame, vcov={"CRV1": "kuntanumero"})
+    _emit(seconds=time.perf_counter() - t, estimate=float(fit.coef()["in_pilot"]),
+          std_error=float(fit.se()["in_pilot"]))
+
+
+# ----------------------------------------------------------------------- driver
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--delivery", type=Path, required=True, help="national delivery (kela/, avain/, ...)")
+    parser.add_argument("--generate", action="store_true", help="generate the national delivery first if missing")
+    parser.add_argument("--seed", type=int, default=20180101)
+    parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "evaluation.md")
+    args = parser.parse_args()
+
+    timings: dict[str, tuple[float, int, dict]] = {}
+    if args.generate and not (args.delivery / "truth.json").exists():
+        kokeilu = str(Path(sys.executable).parent / "kokeilu")
+        m = run([kokeilu, "generate", "--out", str(args.delivery), "--scale", "national", "--seed", str(args.seed)])
+        timings["generate national (not part of a run)"] = (m.seconds, m.peak_rss_bytes, {})
+    work = Path(tempfile.mkdtemp(prefix="kokeilu-bench-", dir=args.work))
+    db, bare, out = work / "evaluation.duckdb", work / "bare.duckdb", work / "outputs"
+    try:
+        stages = [
+            ("bare DuckDB read_csv (baseline)", f"{HERE}:child_bare_read", [str(args.delivery), str(bare)]),
+            ("load", f"{HERE}:child_load", [str(args.delivery), str(db)]),
+            ("validate (expectation suites, Data Docs)", f"{HERE}:child_validate", [str(db), str(out)]),
+            ("panels", f"{HERE}:child_panels", [str(db)]),
+            ("estimate + inference (every outcome, subgroup, robustness)", f"{HERE}:child_estimate", [str(db)]),
+            ("report", f"{HERE}:child_report", [str(db), str(out)]),
+            ("TWFE + CRV1, kokeilu (headline, from the panel)", f"{HERE}:child_twfe_kokeilu", [str(db)]),
+            ("TWFE + CRV1, pyfixest (same regression)", f"{HERE}:child_twfe_pyfixest", [str(db)]),
+        ]
+        for name, target, targs in stages:
+            print(f"running: {name}", file=sys.stderr, flush=True)
+            m = run(target, *targs)
+            timings[name] = (m.seconds, m.peak_rss_bytes, m.last_json())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(timings, args), encoding="utf-8")
+    print(args.out.read_text(encoding="utf-8"))
+
+
+def render(timings: dict[str, tuple[float, int, dict]], args: argparse.Namespace) -> str:
+    run_stages = ["load", "validate (expectation suites, Data Docs)", "panels",
+                  "estimate + inference (every outcome, subgroup, robustness)", "report"]
+    bare = timings["bare DuckDB read_csv (baseline)"]
+    total = sum(timings[s][0] for s in run_stages)
+    peak = max(timings[s][1] for s in run_stages)
+    ours = timings["TWFE + CRV1, kokeilu (headline, from the panel)"]
+    theirs = timings["TWFE + CRV1, pyfixest (same regression)"]
+    info = machine()
+    def work(v: tuple[float, int, dict]) -> str:
+        return f"{v[2]['seconds']:.1f}" if "seconds" in v[2] else ""
+
+    lines = [
+        "| stage | process wall (s) | of which the work itself (s) | peak RSS (GB) |", "|---|---:|---:|---:|",
+        *[f"| {k} | {v[0]:.1f} | {work(v)} | {v[1] / GB:.2f} |" for k, v in timings.items()],
+        f"| **whole evaluation (load .. report)** | **{total:.1f}** | | **{peak / GB:.2f}** |",
+        "",
+        "Process wall time includes starting Python and importing the stack (a run pays that once, not per stage);",
+        "the ratios below use it anyway, so they overstate kokeilu's share.",
+        "",
+        f"- rows read by the bare read: {bare[2].get('rows'):,}",
+        f"- whole evaluation / bare read: **{total / bare[0]:.2f}x** (target <= 3x)",
+        f"- peak RSS of any stage: **{peak / GB:.2f} GB** (target <= 4 GB)",
+        f"- TWFE kokeilu / pyfixest: **{ours[0] / theirs[0]:.3f}x** (target <= 1.0x); coefficient "
+        f"{ours[2]['estimate']:.10f} vs {theirs[2]['estimate']:.10f}, CRV1 s.e. {ours[2]['std_error']:.8f} vs "
+        f"{theirs[2]['std_error']:.8f}",
+        f"- machine: {info['cpu']}, {info['cores']} cores, {info['ram']}, Python {info['python']}",
+        f"- command: `.venv/bin/python benchmarks/evaluation.py --delivery {args.delivery}"
+        f"{' --generate' if args.generate else ''}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
