@@ -3,9 +3,11 @@
 :func:`build_report` reads the results of a run from the DuckDB results
 database (read-only) and writes one self-contained ``index.html``: tables of
 the difference-in-differences estimates with every p-value computed, event
-study and trend plots as inline PNG images, a rough cost view and the data
-validation summary. Any results table may be missing or empty; its section
-then says so instead of failing.
+study and trend plots as inline PNG images, the robustness checks
+(synthetic DiD, leave one municipality out, HonestDiD sensitivity, the
+anticipation rerun), the cost view and the data validation summary. Any
+results table may be missing or empty; its section then says so instead of
+failing.
 
 Disclosure control is applied again here, whatever the database holds: an
 estimate resting on fewer persons than the threshold, or flagged
@@ -37,13 +39,21 @@ TEMPLATE_NAME = "report.html.j2"
 DEFAULT_MIN_CELL_PERSONS = 5
 PILOT_START = date(2018, 1, 1)
 PILOT_END = date(2019, 12, 31)
-PILOT_MONTHS = 24
 OUTCOME_ORDER = (
     "received", "amount_eur", "reduced_basic_amount", "social_work_notification", "long_term_receipt",
     "avain_situation", "avain_goal_achieved",
 )
 DIMENSION_ORDER = ("municipality", "age_band", "sex", "kotitaloustyyppi")
 TREND_OUTCOMES = ("received", "amount_eur", "reduced_basic_amount", "social_work_notification")
+ROBUST_ESTIMATORS = ("twfe", "clean_controls")
+COMPARED_ESTIMATORS = ("twfe", "clean_controls", "sdid")
+ESTIMATOR_LABELS = {"twfe": "TWFE", "clean_controls": "clean controls", "sdid": "synthetic DiD"}
+ESTIMATOR_COLORS = {"twfe": "tab:blue", "clean_controls": "tab:orange"}
+SIMULATED_SIZE = {
+    "cv1": 0.112, "cv3": 0.074, "wcr": 0.052, "wcu": 0.086, "randomization": 0.052, "pretrend_f": 0.932,
+}
+"""Rejection rates at 5% under no effect in 500 simulated pilots (docs/inference_simulation.md, seed 20180101)."""
+SIMULATION_DOC = "docs/inference_simulation.md"
 DASH = "–"
 
 Row = dict[str, Any]
@@ -76,6 +86,23 @@ class Plot:
 
 
 @dataclass
+class OutcomeRobustness:
+    """The robustness checks of one outcome's headline estimate, ready to render."""
+
+    outcome: str
+    estimators: list[Row] = field(default_factory=list)
+    leave_one_out: Plot | None = None
+    leave_one_out_rows: list[Row] = field(default_factory=list)
+    sensitivity: Plot | None = None
+    sensitivity_rows: list[Row] = field(default_factory=list)
+    sensitivity_centre: str | None = None
+    breakdown: str | None = None
+    anticipation: list[Row] = field(default_factory=list)
+    anticipation_text: list[str] = field(default_factory=list)
+    window: Row | None = None
+
+
+@dataclass
 class ReportData:
     """Everything the template renders."""
 
@@ -84,10 +111,13 @@ class ReportData:
     headline: list[Row] = field(default_factory=list)
     inference: list[Row] | None = None
     placebo_size: list[Row] | None = None
+    pretrend: list[Row] = field(default_factory=list)
     event_studies: list[Plot] = field(default_factory=list)
     trends: list[Plot] = field(default_factory=list)
     subgroups: dict[str, list[Row]] = field(default_factory=dict)
+    robustness: list[OutcomeRobustness] = field(default_factory=list)
     cost: list[Row] = field(default_factory=list)
+    cost_basis: Row | None = None
     pilot_cost_eur: str | None = None
     validation: Row | None = None
 
@@ -113,6 +143,12 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def fmt_p_eq(p: float | None) -> str:
+    """``p = 0.123`` or ``p < 0.001``, for running text."""
+    text = fmt_p(p)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def fmt_ci(low: float | None, high: float | None) -> str:
     if low is None and high is None:
         return DASH
@@ -136,6 +172,19 @@ def fmt_eur(x: float | None) -> str:
     if x is None or math.isnan(x):
         return DASH
     return f"{x:,.0f} €".replace(",", "\u202f")
+
+
+def fmt_eur_ci(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return DASH
+    return f"[{fmt_eur(low)}, {fmt_eur(high)}]"
+
+
+def fmt_share(x: float | None) -> str:
+    """A relative change as a signed percentage with one decimal."""
+    if x is None or math.isnan(x):
+        return DASH
+    return f"{x * 100:+.1f} %"
 
 
 def fmt_time(t: Any) -> str:
@@ -298,21 +347,63 @@ def placebo_rows(rows: list[Row] | None) -> list[Row] | None:
     ]
 
 
-def cost_rows(estimates: Iterable[Row], threshold: int) -> list[Row]:
-    """Rough euro totals: effect per cohort member-month x cohort size x pilot months."""
+def cost_rows(rows: list[Row] | None, hidden: set[tuple[str, str, str]], threshold: int,
+              pilot_cost: float | None) -> list[Row]:
+    """The cost view of amount_eur in results.cost, one row per estimator; rows of suppressed estimates withheld.
+
+    A negative change is a saving. With ``pilot_cost`` the saving net of the
+    pilot's cost is added (saving minus cost, interval shifted alike).
+    """
     out = []
-    for r in sorted((r for r in estimates if r["outcome"] == "amount_eur" and r["subgroup"] == "all"), key=row_key):
-        if is_suppressed(r, threshold) or r.get("estimate") is None or r.get("n_persons") is None:
-            continue
-        scale = r["n_persons"] * PILOT_MONTHS
+    for r in sorted((r for r in rows or [] if r["outcome"] == "amount_eur"), key=row_key):
+        withheld = (bool(r.get("suppressed")) or (r["outcome"], r["estimator"], "all") in hidden
+                    or (r.get("treated_persons") is not None and r["treated_persons"] < threshold))
+        cells: Row = {"outcome": r["outcome"], "estimator": r["estimator"],
+                      "label": ESTIMATOR_LABELS.get(r["estimator"], r["estimator"]), "suppressed": withheld,
+                      "suppressed_text": f"suppressed (< {threshold} persons)"}
+        if not withheld:
+            total, low, high = r.get("effect_total"), r.get("effect_total_ci_low"), r.get("effect_total_ci_high")
+            per_month = r.get("effect_per_person_month")
+            cells.update(
+                per_month=DASH if per_month is None else f"{fmt_effect(per_month)} €",
+                per_member=_with_ci(r.get("effect_per_member"), r.get("effect_per_member_ci_low"),
+                                    r.get("effect_per_member_ci_high")),
+                total=_with_ci(total, low, high),
+                observed=fmt_eur(r.get("observed_total")), counterfactual=fmt_eur(r.get("counterfactual_total")),
+                change=fmt_share(r.get("change_share")),
+            )
+            if pilot_cost is not None:
+                cells["pilot_cost"] = fmt_eur(pilot_cost)
+                cells["net"] = (DASH if total is None else
+                                _with_ci(-total - pilot_cost, None if high is None else -high - pilot_cost,
+                                         None if low is None else -low - pilot_cost))
+        out.append(cells)
+    return out
+
+
+def _with_ci(x: float | None, low: float | None, high: float | None) -> str:
+    """Euros with their interval in one cell."""
+    return fmt_eur(x) if low is None or high is None else f"{fmt_eur(x)} {fmt_eur_ci(low, high)}"
+
+
+def cost_basis(rows: list[Row] | None, threshold: int) -> Row | None:
+    """Treated cohort members and pilot person-months behind the cost view (the same for every estimator)."""
+    first = next((r for r in rows or [] if r["outcome"] == "amount_eur"), None)
+    if first is None:
+        return None
+    return {"persons": fmt_count(first.get("treated_persons"), threshold),
+            "person_months": fmt_count(first.get("pilot_person_months"), threshold)}
+
+
+def pretrend_rows(tests: list[Row] | None) -> list[Row]:
+    """The lead tests, randomization p-value first, the F-test beside it."""
+    out = []
+    for t in sorted(tests or [], key=lambda t: (outcome_key(t["outcome"]), estimator_key(t["estimator"]))):
         out.append({
-            "estimator": r["estimator"],
-            "estimate": fmt_effect(r["estimate"]),
-            "persons": fmt_count(r["n_persons"], threshold),
-            "months": PILOT_MONTHS,
-            "total": fmt_eur(r["estimate"] * scale),
-            "total_ci": (f"[{fmt_eur(r['ci_low'] * scale)}, {fmt_eur(r['ci_high'] * scale)}]"
-                         if r.get("ci_low") is not None and r.get("ci_high") is not None else DASH),
+            "outcome": t["outcome"], "estimator": t["estimator"],
+            "p_ri": fmt_p(t.get("p_value_randomization")), "draws": fmt_count(t.get("draws"), 0),
+            "p_f": fmt_p(t.get("p_value")),
+            "f": DASH if t.get("statistic") is None else f"{t['statistic']:.3f}", "df": t.get("df") or DASH,
         })
     return out
 
@@ -372,11 +463,17 @@ def event_study_plot(rows: list[Row]) -> str:
 
 
 def pretrend_note(test: Row | None) -> str:
+    """The lead test in one caption: the randomization p-value first, the over-rejecting F-test after it."""
     if test is None:
         return "Pre-trend test: not available."
     stat = DASH if test.get("statistic") is None else f"{test['statistic']:.3f}"
-    df = f" (df {test['df']})" if test.get("df") else ""
-    return f"Joint test that all leads are zero: F = {stat}{df}, p = {fmt_p(test.get('p_value'))}."
+    df = f", df {test['df']}" if test.get("df") else ""
+    f_part = f"F-test {fmt_p_eq(test.get('p_value'))} (F = {stat}{df}; over-rejects with 6 treated municipalities)"
+    if test.get("p_value_randomization") is None:
+        return f"Joint test that all leads are zero: randomization p not computed; {f_part}."
+    draws = f" over {test['draws']} reassignments" if test.get("draws") else ""
+    return (f"Joint test that all leads are zero: randomization {fmt_p_eq(test['p_value_randomization'])}"
+            f"{draws}; {f_part}.")
 
 
 def event_study_plots(rows: list[Row] | None, tests: list[Row] | None) -> list[Plot]:
@@ -433,6 +530,265 @@ def trend_plots(con: duckdb.DuckDBPyConnection) -> list[Plot]:
     return plots
 
 
+# --- robustness -----------------------------------------------------------
+
+def _withheld(row: Row | None, threshold: int) -> bool:
+    return row is not None and is_suppressed(row, threshold)
+
+
+def _point(row: Row | None, threshold: int) -> str:
+    """``estimate [low, high]`` of one row, or why there is none."""
+    if row is None:
+        return DASH
+    if _withheld(row, threshold):
+        return "suppressed"
+    return f"{fmt_effect(row.get('estimate'))} {fmt_ci(row.get('ci_low'), row.get('ci_high'))}"
+
+
+def _has_interval(row: Row | None) -> bool:
+    return row is not None and row.get("ci_low") is not None and row.get("ci_high") is not None
+
+
+def leave_one_out_rows(rows: list[Row], full: dict[str, Row], threshold: int) -> list[Row]:
+    """One table row per pilot municipality left out, then the range over comparison municipalities."""
+    treated: dict[str, dict[str, Row]] = defaultdict(dict)
+    comparison: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r["analysis"] == "leave_one_out_treated":
+            treated[r["variant"].split("=", 1)[-1]][r["estimator"]] = r
+        elif r["analysis"] == "leave_one_out_comparison":
+            comparison[r["estimator"]].append(r)
+    out: list[Row] = [{"label": "none (all municipalities)",
+                       "cells": {e: _point(full.get(e), threshold) for e in ROBUST_ESTIMATORS}}]
+    out += [{"label": f"pilot municipality {code}",
+             "cells": {e: _point(by_est.get(e), threshold) for e in ROBUST_ESTIMATORS}}
+            for code, by_est in sorted(treated.items())]
+    if comparison:
+        out.append({"label": "each comparison municipality in turn (range of estimates)",
+                    "cells": {e: _range_text(comparison.get(e, []), threshold) for e in ROBUST_ESTIMATORS}})
+    return out
+
+
+def _range_text(rows: list[Row], threshold: int) -> str:
+    shown = [r["estimate"] for r in rows if not _withheld(r, threshold) and r.get("estimate") is not None]
+    hidden = len(rows) - len(shown)
+    if not shown:
+        return "suppressed" if hidden else DASH
+    text = f"{fmt_effect(min(shown))} … {fmt_effect(max(shown))} ({len(shown)} estimates)"
+    return text + (f"; {hidden} suppressed" if hidden else "")
+
+
+def leave_one_out_plot(outcome: str, rows: list[Row], full: dict[str, Row], threshold: int) -> str | None:
+    """Forest plot: estimate and interval without each pilot municipality, range over comparison ones."""
+    treated = sorted({r["variant"].split("=", 1)[-1] for r in rows if r["analysis"] == "leave_one_out_treated"})
+    comparison = [r for r in rows if r["analysis"] == "leave_one_out_comparison"]
+    if not treated and not comparison:
+        return None
+    shown = {r["variant"].split("=", 1)[-1] for r in rows if r["analysis"] == "leave_one_out_treated"
+             and not _withheld(r, threshold) and r.get("estimate") is not None}
+    labels = [f"without {code}" + ("" if code in shown else " (suppressed)") for code in treated]
+    labels += ["comparison municipalities,\none left out at a time"] if comparison else []
+    fig = new_figure(7.2, 0.45 * len(labels) + 2.0)
+    ax = fig.add_subplot()
+    for k, est in enumerate(ROBUST_ESTIMATORS):
+        color, offset = ESTIMATOR_COLORS[est], 0.15 - 0.3 * k
+        label = ESTIMATOR_LABELS[est]
+        ref = full.get(est)
+        if ref is not None and not _withheld(ref, threshold) and ref.get("estimate") is not None:
+            ax.axvline(ref["estimate"], color=color, linestyle="--", linewidth=1, label=f"{label}, all municipalities")
+        legend: str | None = f"{label}, without one pilot municipality"
+        for i, code in enumerate(treated):
+            r = next((r for r in rows if r["analysis"] == "leave_one_out_treated" and r["estimator"] == est
+                      and r["variant"].split("=", 1)[-1] == code), None)
+            if r is None or _withheld(r, threshold) or r.get("estimate") is None:
+                continue
+            y = len(labels) - 1 - i + offset
+            if _has_interval(r):
+                ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, linewidth=1.2)
+            ax.plot([r["estimate"]], [y], "o", color=color, markersize=4, label=legend)
+            legend = None
+        spread = [r["estimate"] for r in comparison if r["estimator"] == est
+                  and not _withheld(r, threshold) and r.get("estimate") is not None]
+        if spread:
+            ax.plot([min(spread), max(spread)], [offset, offset], color=color, linewidth=5, alpha=0.6,
+                    solid_capstyle="butt", label=f"{label}, range without one comparison municipality")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels[::-1])
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.set_xlabel(f"effect on {outcome} (95% interval)")
+    fig.legend(loc="outside lower center", fontsize="x-small", ncols=2, frameon=False)
+    return to_base64_png(fig)
+
+
+def sensitivity_rows(rows: list[Row], threshold: int) -> list[Row]:
+    """The robust confidence sets by restriction and bound, numbers withheld when suppressed."""
+    out = []
+    names = {"honest_relative_magnitudes": ("relative magnitudes", "M̄"), "honest_smoothness": ("smoothness", "M")}
+    for r in sorted((r for r in rows if r["analysis"] in names),
+                    key=lambda r: (r["analysis"] != "honest_relative_magnitudes", r.get("parameter") or 0.0)):
+        restriction, symbol = names[r["analysis"]]
+        bound = DASH if r.get("parameter") is None else f"{r['parameter']:.4g}"
+        out.append({"restriction": restriction, "bound": f"{symbol} = {bound}",
+                    "suppressed": _withheld(r, threshold),
+                    "ci": fmt_ci(r.get("ci_low"), r.get("ci_high")),
+                    "excludes_zero": ("yes" if _has_interval(r) and (r["ci_low"] > 0 or r["ci_high"] < 0)
+                                      else "no")})
+    return out
+
+
+def sensitivity_centre(rows: list[Row], threshold: int) -> str | None:
+    """The event-study average effect the sensitivity sets are centred on (None when withheld or missing)."""
+    r = next((r for r in rows if r["analysis"] in ("honest_relative_magnitudes", "honest_smoothness")), None)
+    if r is None or _withheld(r, threshold) or r.get("estimate") is None:
+        return None
+    return fmt_effect(r["estimate"])
+
+
+def sensitivity_plot(outcome: str, rows: list[Row], threshold: int) -> str | None:
+    """Robust confidence sets against M̄ (relative magnitudes) and M (smoothness), side by side."""
+    panels = [("honest_relative_magnitudes", "M̄ (relative magnitudes)"), ("honest_smoothness", "M (smoothness)")]
+    series = {a: sorted((r for r in rows if r["analysis"] == a and r.get("parameter") is not None
+                         and not _withheld(r, threshold) and _has_interval(r)), key=lambda r: r["parameter"])
+              for a, _ in panels}
+    if not any(series.values()):
+        return None
+    limits = _clip_limits([r for s in series.values() for r in s])
+    fig = new_figure(8.0, 3.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (analysis, xlabel) in zip(axes, panels, strict=True):
+        points = series[analysis]
+        for r in points:
+            low, high = r["ci_low"], r["ci_high"]
+            if limits is not None:
+                low, high = max(low, limits[0]), min(high, limits[1])
+                if r["ci_low"] < limits[0]:
+                    ax.plot([r["parameter"]], [limits[0]], "v", color="tab:blue", markersize=6)
+                if r["ci_high"] > limits[1]:
+                    ax.plot([r["parameter"]], [limits[1]], "^", color="tab:blue", markersize=6)
+            ax.plot([r["parameter"], r["parameter"]], [low, high], color="tab:blue", linewidth=2)
+        if points and points[0].get("estimate") is not None:
+            ax.axhline(points[0]["estimate"], color="tab:blue", linestyle="--", linewidth=1)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(xlabel)
+        if not points:
+            ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", color="grey")
+    if limits is not None:
+        axes[0].set_ylim(*limits)
+    axes[0].set_ylabel(f"robust 95% set, {outcome}")
+    return to_base64_png(fig)
+
+
+def _clip_limits(rows: list[Row]) -> tuple[float, float] | None:
+    """Y-limits around the sets at bound 0 (and zero), so that much wider sets do not flatten them; None if all fit."""
+    base = [r for r in rows if r["parameter"] == 0] or [min(rows, key=lambda r: r["ci_high"] - r["ci_low"])]
+    low, high = min(0.0, *(r["ci_low"] for r in base)), max(0.0, *(r["ci_high"] for r in base))
+    pad = 0.5 * (high - low) or 1.0
+    limits = (low - pad, high + pad)
+    if all(limits[0] <= r["ci_low"] and r["ci_high"] <= limits[1] for r in rows):
+        return None
+    return limits
+
+
+def breakdown_text(row: Row | None, threshold: int) -> str | None:
+    """The relative-magnitudes breakdown value in words."""
+    if row is None:
+        return None
+    if _withheld(row, threshold):
+        return f"Breakdown value: suppressed (< {threshold} persons)."
+    value = row.get("estimate")
+    if value is None:
+        return ("No value of M̄ makes the robust interval include zero: the event-study leads are all zero, "
+                "so the relative-magnitudes bound never widens the interval.")
+    if value == 0:
+        return ("Breakdown value M̄* = 0: the robust interval includes zero already when trends stay exactly as "
+                "parallel after the pilot start as before it (M̄ = 0), so there is no significant effect whose "
+                "robustness could be measured.")
+    shown = f"{value:.3g}"
+    verdict = ("post-pilot violations as large as the largest one seen before the pilot would not overturn it"
+               if value >= 1 else
+               "a violation smaller than the largest one seen before the pilot would already overturn it, "
+               "so the conclusion is fragile")
+    return (f"Breakdown value M̄* = {shown}: the effect stays significantly different from zero as long as the "
+            f"month-to-month violation of parallel trends after the pilot start is at most {shown} times the largest "
+            f"one seen before it; {verdict}.")
+
+
+def anticipation_rows(rows: list[Row], full: dict[str, Row], threshold: int) -> tuple[list[Row], list[str]]:
+    """Main estimate beside the anticipation rerun per estimator, and what the comparison says in words."""
+    table, text = [], []
+    for est in ROBUST_ESTIMATORS:
+        rerun = next((r for r in rows if r["analysis"] == "anticipation" and r["estimator"] == est), None)
+        if rerun is None:
+            continue
+        main = full.get(est)
+        table.append({"estimator": ESTIMATOR_LABELS[est], "variant": rerun["variant"],
+                      "main": _point(main, threshold), "rerun": _point(rerun, threshold),
+                      "p": DASH if _withheld(rerun, threshold) else fmt_p(rerun.get("p_value"))})
+        if main is None or _withheld(rerun, threshold) or _withheld(main, threshold) or not _has_interval(main):
+            continue
+        inside = main["ci_low"] <= rerun["estimate"] <= main["ci_high"]
+        text.append(
+            f"Counting {rerun['variant']} as pilot months moves the {ESTIMATOR_LABELS[est]} estimate from "
+            f"{fmt_effect(main['estimate'])} to {fmt_effect(rerun['estimate'])}, "
+            + ("a shift within the main estimate's 95% interval: the result is not sensitive to this start date."
+               if inside else
+               "outside the main estimate's 95% interval: the result depends on when the pilot is taken to start.")
+        )
+    return table, text
+
+
+def window_row(rows: list[Row], threshold: int) -> Row | None:
+    """The effect in the anticipation months alone, with a plain-language reading."""
+    r = next((r for r in rows if r["analysis"] == "anticipation_window"), None)
+    if r is None:
+        return None
+    if _withheld(r, threshold):
+        return {"variant": r["variant"], "suppressed": True, "text": f"suppressed (< {threshold} persons)"}
+    excludes = _has_interval(r) and (r["ci_low"] > 0 or r["ci_high"] < 0)
+    reading = ("The interval excludes zero: outcomes there already moved before the official start, consistent "
+               "with an early effect of the municipality's own project, or with a difference that has nothing to "
+               "do with the pilot; the rerun above shows how much the headline depends on those months."
+               if excludes else
+               "The interval includes zero: no clear sign of an effect before the official start.")
+    return {"variant": r["variant"], "suppressed": False, "estimate": fmt_effect(r.get("estimate")),
+            "ci": fmt_ci(r.get("ci_low"), r.get("ci_high")), "p": fmt_p(r.get("p_value")),
+            "treated": DASH if r.get("n_treated_clusters") is None else r["n_treated_clusters"], "text": reading}
+
+
+def robustness_sections(estimates: list[Row], rows: list[Row] | None, threshold: int) -> list[OutcomeRobustness]:
+    """Per outcome with robustness rows or a synthetic DiD estimate: every check of its headline."""
+    by_outcome: dict[str, list[Row]] = defaultdict(list)
+    for r in rows or []:
+        by_outcome[r["outcome"]].append(r)
+    full_by_outcome: dict[str, dict[str, Row]] = defaultdict(dict)
+    for r in estimates:
+        if r["subgroup"] == "all":
+            full_by_outcome[r["outcome"]][r["estimator"]] = r
+    outcomes = set(by_outcome) | {o for o, ests in full_by_outcome.items() if "sdid" in ests}
+    sections = []
+    for outcome in sorted(outcomes, key=outcome_key):
+        checks, full = by_outcome.get(outcome, []), full_by_outcome.get(outcome, {})
+        loo_png = leave_one_out_plot(outcome, checks, full, threshold)
+        honest_png = sensitivity_plot(outcome, checks, threshold)
+        table, text = anticipation_rows(checks, full, threshold)
+        sections.append(OutcomeRobustness(
+            outcome=outcome,
+            estimators=[estimate_cells(full[e], threshold) | {"label": ESTIMATOR_LABELS[e]}
+                        for e in COMPARED_ESTIMATORS if e in full],
+            leave_one_out=None if loo_png is None else Plot(f"{outcome}: leave one municipality out", loo_png),
+            leave_one_out_rows=(leave_one_out_rows(checks, full, threshold)
+                                if any(r["analysis"].startswith("leave_one_out") for r in checks) else []),
+            sensitivity=None if honest_png is None else Plot(f"{outcome}: sensitivity to parallel trends",
+                                                               honest_png),
+            sensitivity_rows=sensitivity_rows(checks, threshold),
+            sensitivity_centre=sensitivity_centre(checks, threshold),
+            breakdown=breakdown_text(next((r for r in checks if r["analysis"] == "honest_breakdown"), None),
+                                     threshold),
+            anticipation=table, anticipation_text=text, window=window_row(checks, threshold),
+        ))
+    return sections
+
+
 # --- assembly -------------------------------------------------------------
 
 def collect(con: duckdb.DuckDBPyConnection, run_id: str | None, settings: Settings) -> ReportData:
@@ -441,16 +797,21 @@ def collect(con: duckdb.DuckDBPyConnection, run_id: str | None, settings: Settin
     rid = None if run is None else run["run_id"]
     estimates = results(con, "did_estimates", rid) or []
     hidden = suppressed_keys(estimates, threshold)
+    tests = results(con, "pretrend_tests", rid)
+    cost = results(con, "cost", rid)
     return ReportData(
         run=run_metadata(run),
         threshold=threshold,
         headline=headline_rows(estimates, threshold),
         inference=inference_rows(results(con, "inference", rid), hidden, threshold),
         placebo_size=placebo_rows(results(con, "placebo_size", rid)),
-        event_studies=event_study_plots(results(con, "event_study", rid), results(con, "pretrend_tests", rid)),
+        pretrend=pretrend_rows(tests),
+        event_studies=event_study_plots(results(con, "event_study", rid), tests),
         trends=trend_plots(con),
         subgroups=subgroup_tables(estimates, threshold),
-        cost=cost_rows(estimates, threshold),
+        robustness=robustness_sections(estimates, results(con, "robustness", rid), threshold),
+        cost=cost_rows(cost, hidden, threshold, settings.pilot_cost_eur),
+        cost_basis=cost_basis(cost, threshold),
         pilot_cost_eur=None if settings.pilot_cost_eur is None else fmt_eur(settings.pilot_cost_eur),
         validation=validation_summary(
             None if rid is None else query(con, "select * from meta.validation_results where run_id = ?", [rid]),
@@ -468,7 +829,8 @@ def render(data: ReportData) -> str:
         lstrip_blocks=True,
     )
     return env.get_template(TEMPLATE_NAME).render(
-        data=data, pilot_start=PILOT_START, pilot_end=PILOT_END, pilot_months=PILOT_MONTHS,
+        data=data, pilot_start=PILOT_START, pilot_end=PILOT_END, size=SIMULATED_SIZE, simulation_doc=SIMULATION_DOC,
+        labels=ESTIMATOR_LABELS,
     )
 
 

@@ -13,12 +13,18 @@ import pytest
 
 from pipeline import db as _db
 from pipeline.errors import InputError
-from pipeline.report import build_report, fmt_count, fmt_effect, fmt_p
+from pipeline.report import SIMULATED_SIZE, SIMULATION_DOC, build_report, fmt_count, fmt_effect, fmt_eur, fmt_p
 
 RUN = "20240101T000000Z-abcdef12"
 SUPPRESSED_ESTIMATE = 987.6543
 SUPPRESSED_CI = (111.2222, 333.4444)
 SMALL_GROUP_ESTIMATE = 0.7777123
+SUPPRESSED_ROBUSTNESS = (0.4321987, 0.3111456, 0.5999321, 0.8888765, 654.3219, 0.9191919)
+SUPPRESSED_COST = (-4444.444, -77_777_777.0, -88_888_888.0, -66_666_666.0, 9_999_999.0, 87_654_321.0)
+ROBUSTNESS_COLUMNS = (
+    "run_id, outcome, analysis, estimator, variant, parameter, estimate, std_error, ci_low, ci_high, p_value, "
+    "n_persons, n_clusters, n_treated_clusters, suppressed"
+)
 
 DID_COLUMNS = (
     "run_id, outcome, estimator, subgroup, estimate, std_error, ci_low, ci_high, p_value, "
@@ -65,13 +71,18 @@ def fill_results(con: duckdb.DuckDBPyConnection) -> None:
         did_row("received", "twfe", "municipality=049", SUPPRESSED_ESTIMATE, n_persons=900,
                 suppressed=True, ci=SUPPRESSED_CI),
         did_row("received", "twfe", "kotitaloustyyppi=4", SMALL_GROUP_ESTIMATE, n_persons=3),
+        did_row("received", "sdid", "all", -0.0187654),
     ]
     con.executemany(f"insert into results.did_estimates ({DID_COLUMNS}) values ({', '.join(['?'] * 20)})", rows)
     con.executemany(
         "insert into results.event_study values (?, 'received', 'twfe', ?, ?, 0.004, ?, ?)",
         [(RUN, t, 0.001 * t, 0.001 * t - 0.008, 0.001 * t + 0.008) for t in range(-6, 7) if t != -1],
     )
-    con.execute("insert into results.pretrend_tests values (?, 'received', 'twfe', 1.234, '5, 30', 0.321)", [RUN])
+    con.execute(
+        "insert into results.pretrend_tests values (?, 'received', 'twfe', 1.234, '5, 30', 0.321, 0.654, 999), "
+        "(?, 'received', 'twfe_event_study_anticipation', 2.5, '5, 30', 0.012, null, null)",
+        [RUN, RUN],
+    )
     con.execute(
         "insert into results.inference values "
         "(?, 'received', 'twfe', 'all', 'randomization', 0.0476, null, null, true, 21, 'sharp null'), "
@@ -79,6 +90,59 @@ def fill_results(con: duckdb.DuckDBPyConnection) -> None:
         [RUN, RUN],
     )
     con.execute("insert into results.placebo_size values (?, 'received', 'cv1', 25, 0.24)", [RUN])
+
+
+def robustness_row(outcome: str, analysis: str, estimator: str, variant: str, estimate: float | None,
+                   ci: tuple[float | None, float | None] = (None, None), *, parameter: float | None = None,
+                   p_value: float | None = 0.2, treated: int = 5, suppressed: bool = False) -> tuple:
+    return (RUN, outcome, analysis, estimator, variant, parameter, estimate, 0.01, ci[0], ci[1], p_value,
+            1200, 30, treated, suppressed)
+
+
+def fill_robustness(con: duckdb.DuckDBPyConnection) -> None:
+    """Every kind of robustness row for received; amount_eur's rows all suppressed."""
+    hidden_loo, hidden_low, hidden_high, hidden_cmp, hidden_antic, hidden_breakdown = SUPPRESSED_ROBUSTNESS
+    rows = [
+        robustness_row("received", "leave_one_out_treated", "twfe", "without=837", -0.0251234, (-0.0412, -0.0090)),
+        robustness_row("received", "leave_one_out_treated", "clean_controls", "without=837", -0.0241234,
+                       (-0.0452, -0.0030)),
+        robustness_row("received", "leave_one_out_treated", "twfe", "without=049", hidden_loo,
+                       (hidden_low, hidden_high), suppressed=True),
+        robustness_row("received", "leave_one_out_comparison", "twfe", "without=091", -0.0222111, (-0.04, -0.004)),
+        robustness_row("received", "leave_one_out_comparison", "twfe", "without=092", -0.0199222, (-0.038, -0.002)),
+        robustness_row("received", "leave_one_out_comparison", "twfe", "without=093", hidden_cmp, (0.1, 0.2),
+                       suppressed=True),
+        *(robustness_row("received", "honest_relative_magnitudes", "twfe_event_study", f"mbar={m:g}", -0.02,
+                         (-0.03 - 0.05 * m, -0.01 + 0.05 * m), parameter=m, p_value=None) for m in (0.0, 0.5, 1.0)),
+        *(robustness_row("received", "honest_smoothness", "twfe_event_study", f"m={m:g}", -0.02,
+                         (-0.035 - 4 * m, -0.005 + 4 * m), parameter=m, p_value=None) for m in (0.0, 0.01)),
+        robustness_row("received", "honest_breakdown", "twfe_event_study", "relative_magnitudes", 0.75,
+                       p_value=None),
+        robustness_row("received", "anticipation", "twfe", "837 from 2017-11", -0.0185432, (-0.0301, -0.0069)),
+        robustness_row("received", "anticipation", "clean_controls", "837 from 2017-11", -0.0176543,
+                       (-0.0333, -0.0020)),
+        robustness_row("received", "anticipation_window", "clean_controls", "837 from 2017-11", 0.0456789,
+                       (0.0123, 0.0790), p_value=0.0123, treated=1),
+        robustness_row("amount_eur", "anticipation", "twfe", "837 from 2017-11", hidden_antic, (600.0, 700.0),
+                       suppressed=True),
+        robustness_row("amount_eur", "honest_breakdown", "twfe_event_study", "relative_magnitudes",
+                       hidden_breakdown, suppressed=True),
+    ]
+    con.executemany(f"insert into results.robustness ({ROBUSTNESS_COLUMNS}) values ({', '.join(['?'] * 15)})", rows)
+
+
+def fill_cost(con: duckdb.DuckDBPyConnection) -> None:
+    """A shown TWFE cost row (-12.3456 EUR a month over 24,000 person-months of 1,000 members) and a suppressed one."""
+    per_member, total, total_low, total_high, observed, counterfactual = SUPPRESSED_COST
+    con.executemany(
+        "insert into results.cost values (?, 'amount_eur', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (RUN, "twfe", -12.3456, 24_000, 1_000, -296.2944, -400.0, -190.0, -296_294.4, -400_000.0,
+             -190_000.0, 5_000_000.0, 5_296_294.4, -296_294.4 / 5_296_294.4, False),
+            (RUN, "clean_controls", -185.185, 24_000, 1_000, per_member, -5555.555, -3333.333, total, total_low,
+             total_high, observed, counterfactual, -0.888777, True),
+        ],
+    )
 
 
 def fill_validation(con: duckdb.DuckDBPyConnection) -> None:
@@ -119,6 +183,8 @@ def full_db(tmp_path: Path) -> Path:
     add_run(con)
     add_run(con, "20250101T000000Z-failed00", status="failed")
     fill_results(con)
+    fill_robustness(con)
+    fill_cost(con)
     fill_validation(con)
     fill_panel(con)
     con.close()
@@ -134,9 +200,10 @@ def test_report_is_self_contained_and_complete(full_db: Path, tmp_path: Path) ->
     assert RUN in html
     for outcome in ("received", "amount_eur", "long_term_receipt"):
         assert outcome in html
-    assert html.count("data:image/png;base64,") >= 2  # event study and trends
-    assert "<script" not in html
+    assert html.count("data:image/png;base64,") >= 4  # event study, trends, leave one out, sensitivity
+    assert "<script" not in html and "<link" not in html and "@import" not in html and "url(" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'<img[^>]*src="([^"]*)"', html))
     assert "http://" not in html and "https://" not in html
     assert "-0.02135" in html and "&lt;0.001" in html and "0.048" in html
     assert "1\u202f500\u202f000 €" in html
@@ -156,6 +223,120 @@ def test_suppressed_numbers_never_appear(full_db: Path, tmp_path: Path) -> None:
     assert "suppressed (&lt; 5 persons)" in small_group and ">3<" not in small_group
     failed_check = table_row(html, "R07_amount_nonnegative")
     assert "&lt; 5" in failed_check and ">2<" not in failed_check
+
+
+def test_suppressed_robustness_and_cost_rows_never_show_numbers(full_db: Path, tmp_path: Path) -> None:
+    config = SimpleNamespace(disclosure=SimpleNamespace(min_cell_persons=5), pilot_cost_eur=1_500_000.0)
+    html = visible(build_report(full_db, tmp_path / "report", config=config).read_text(encoding="utf-8"))
+
+    for number in SUPPRESSED_ROBUSTNESS:
+        assert fmt_effect(number) not in html and str(number) not in html
+    assert f"{SUPPRESSED_ROBUSTNESS[-1]:.3g}" not in html  # the breakdown value's own format
+    for number in SUPPRESSED_COST:
+        assert fmt_eur(number) not in html and fmt_effect(number) not in html and str(number) not in html
+    assert fmt_eur(-5555.555) not in html and "-88.9 %" not in html
+    assert fmt_eur(1_500_000.0 - 77_777_777.0) not in html and fmt_eur(77_777_777.0 - 1_500_000.0) not in html
+    loo = table_row(html, "pilot municipality 049")
+    assert "suppressed" in loo and "0.43" not in loo
+    assert "Breakdown value: suppressed (&lt; 5 persons)." in html
+    assert "Breakdown value M̄* = 0.75:" in html  # received's breakdown value is shown
+    antic = robustness_part(html, "amount_eur")
+    assert "suppressed" in antic and "654" not in antic and "600" not in antic
+    cost = html[html.index('<section id="cost">'):html.index('<section id="trends">')]
+    assert cost.count("suppressed (&lt; 5 persons)") == 8  # every quantity of the clean-controls column
+    # a cost row resting on the disclosure threshold or above, but whose estimate is suppressed, is withheld too
+    config = SimpleNamespace(disclosure=SimpleNamespace(min_cell_persons=1001), pilot_cost_eur=None)
+    html = visible(build_report(full_db, tmp_path / "strict", config=config).read_text(encoding="utf-8"))
+    cost = html[html.index('<section id="cost">'):html.index('<section id="trends">')]
+    assert fmt_eur(-296_294.4) not in cost and "suppressed (&lt; 1001 persons)" in cost
+
+
+def robustness_part(html: str, outcome: str) -> str:
+    """The part of the robustness section about one outcome."""
+    section = html[html.index('<section id="robustness">'):html.index('<section id="cost">')]
+    start = section.index(f"<h3>{outcome}</h3>")
+    end = section.find("<h3>", start + 1)
+    return section[start:] if end < 0 else section[start:end]
+
+
+def test_robustness_section_renders(full_db: Path, tmp_path: Path) -> None:
+    html = visible(build_report(full_db, tmp_path / "report").read_text(encoding="utf-8"))
+    received = robustness_part(html, "received")
+
+    assert "How robust is this?" in html
+    others, anticipation = received[:received.index("<h4>Leaving out")], received[received.index("<h4>Did the"):]
+    estimators = [table_row(others, f"<td>{label}</td>") for label in ("TWFE", "clean controls", "synthetic DiD")]
+    assert fmt_effect(-0.0187654) in estimators[2] and fmt_effect(-0.0213456) in estimators[0]
+    assert 'alt="Leave one out: received"' in received and 'alt="Sensitivity: received"' in received
+    without = table_row(received, "pilot municipality 837")
+    assert fmt_effect(-0.0251234) in without and fmt_effect(-0.0241234) in without
+    assert fmt_effect(-0.0213456) in table_row(received, "none (all municipalities)")
+    spread = table_row(received, "each comparison municipality")
+    assert f"{fmt_effect(-0.0222111)} … {fmt_effect(-0.0199222)} (2 estimates); 1 suppressed" in spread
+    assert "[-0.08000, 0.04000]" in table_row(received, "M̄ = 1<")
+    assert "M = 0.01" in received and "Breakdown value M̄* = 0.75" in received
+    assert "would already overturn it" in received
+    assert fmt_effect(-0.0185432) in table_row(anticipation, "<td>TWFE</td>")
+    assert f"from {fmt_effect(-0.0213456)} to {fmt_effect(-0.0185432)}" in received
+    assert fmt_effect(0.0456789) in received and "The interval excludes zero" in received
+    assert "from\n1 municipality against all others" in received
+
+
+def test_cost_view(full_db: Path, tmp_path: Path) -> None:
+    config = SimpleNamespace(disclosure=SimpleNamespace(min_cell_persons=5), pilot_cost_eur=1_500_000.0)
+    html = visible(build_report(full_db, tmp_path / "report", config=config).read_text(encoding="utf-8"))
+    cost = html[html.index('<section id="cost">'):html.index('<section id="trends">')]
+
+    assert "What it cost / saved" in cost and "24\u202f000 pilot person-months" in cost
+    per_member = table_row(cost, "per treated cohort member")
+    assert f"{fmt_eur(-296.2944)} [{fmt_eur(-400.0)}, {fmt_eur(-190.0)}]" in per_member
+    assert f"{fmt_eur(-296_294.4)} [{fmt_eur(-400_000.0)}, {fmt_eur(-190_000.0)}]" in table_row(cost, "in total")
+    assert fmt_eur(5_000_000.0) in table_row(cost, "Observed spending")
+    assert fmt_eur(5_296_294.4) in table_row(cost, "Counterfactual spending")
+    assert "-5.6 %" in table_row(cost, "Relative change")
+    # saving 296 294 EUR minus 1 500 000 EUR of pilot cost, interval from the savings 190 000 .. 400 000 EUR
+    net = table_row(cost, "Saving minus pilot cost")
+    assert f"{fmt_eur(-1_203_705.6)} [{fmt_eur(-1_310_000.0)}, {fmt_eur(-1_100_000.0)}]" in net
+
+    html = visible(build_report(full_db, tmp_path / "no_cost").read_text(encoding="utf-8"))
+    assert "Saving minus pilot cost" not in html and fmt_eur(-296_294.4) in html
+
+
+def test_pretrend_leads_with_the_randomization_p_value(full_db: Path, tmp_path: Path) -> None:
+    html = visible(build_report(full_db, tmp_path / "report").read_text(encoding="utf-8"))
+    section = html[html.index('<section id="event-studies">'):html.index('<section id="robustness">')]
+
+    row = table_row(section, "<td>twfe</td>")
+    assert row.index("0.654") < row.index("0.321") and ">999<" in row
+    assert "randomization p = 0.654 over 999 reassignments; F-test p = 0.321" in section
+    anticipation = table_row(section, "twfe_event_study_anticipation")
+    assert "<strong>–</strong>" in anticipation and "0.012" in anticipation
+    assert f"rejected {SIMULATED_SIZE['pretrend_f'] * 100:.0f}% of the time" in section and "over-rejects" in section
+
+
+def test_simulated_sizes_match_the_simulation_report() -> None:
+    """The size figures quoted in the report are those of the committed simulation."""
+    doc = (Path(__file__).resolve().parents[2] / SIMULATION_DOC).read_text(encoding="utf-8")
+    rows = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"^\| ([^|]+) \| ([0-9.]+) \(", doc, re.M)}
+    assert rows == {
+        "TWFE, CV1 (CRV1) t(G−1)": SIMULATED_SIZE["cv1"],
+        "TWFE, CV3 (cluster jackknife) t(G−1)": SIMULATED_SIZE["cv3"],
+        "TWFE, wild cluster bootstrap WCR, Webb": SIMULATED_SIZE["wcr"],
+        "TWFE, wild cluster bootstrap WCU, Webb": SIMULATED_SIZE["wcu"],
+        "TWFE, randomization inference": SIMULATED_SIZE["randomization"],
+        "Clean controls, t(G_T−1)": rows.get("Clean controls, t(G_T−1)"),
+        "Event study, joint pre-trend F test (11 leads)": SIMULATED_SIZE["pretrend_f"],
+    }
+
+
+def test_inference_caveats_cite_the_measured_size(full_db: Path, tmp_path: Path) -> None:
+    html = build_report(full_db, tmp_path / "report").read_text(encoding="utf-8")
+    section = html[html.index('<section id="p-values">'):html.index('<section id="event-studies">')]
+
+    assert SIMULATION_DOC in section
+    for key in ("cv1", "cv3", "wcr", "wcu", "pretrend_f"):
+        assert f"{SIMULATED_SIZE[key] * 100:.1f}%" in section
+    assert "<em>exact</em> when every assignment is enumerated" in section
 
 
 def test_threshold_comes_from_config(full_db: Path, tmp_path: Path) -> None:
@@ -184,7 +365,9 @@ def test_empty_database_still_renders(tmp_path: Path) -> None:
     html = build_report(path, tmp_path / "report").read_text(encoding="utf-8")
 
     assert RUN in html
-    assert html.count("not available") >= 6
+    assert html.count("not available") >= 8
+    assert "Robustness checks (results.robustness): not available" in html
+    assert "Cost view (results.cost): not available" in html
     assert "data:image/png;base64," not in html
 
 
