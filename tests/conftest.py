@@ -1,10 +1,17 @@
-"""Shared fixtures: one generated small delivery, loaded once, for the tests that need real volume."""
+"""Shared fixtures: one generated small delivery, loaded once, for the tests that need real volume; the
+committed sample evaluated once by the Prefect flow, for the flow and privacy tests."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
 
 from pipeline import db
@@ -48,3 +55,75 @@ def loaded_small(small_delivery, tmp_path_factory, config) -> tuple[Path, dict, 
 
 def read_truth(directory: Path) -> dict:
     return json.loads((directory / "truth.json").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class EvaluatedSample:
+    """The committed sample evaluated once by the evaluate flow under Prefect's test harness, and what it left."""
+
+    run_id: str
+    db: Path
+    out: Path
+    config: EvaluationConfig
+    key: bytes
+    headline: pl.DataFrame
+    artifacts: list[dict[str, Any]]
+    flow_parameters: list[dict[str, Any]]
+    api_logs: list[str]
+    log_lines: list[str]
+
+
+PUBLISHED = EvaluationConfig(
+    inference={"bootstrap_draws": 999, "randomization_max_assignments": 10_000, "randomization_draws": 199,
+               "subgroup_max_assignments": 1_000, "pretrend_draws": 99, "sdid_replications": 20},
+    subgroups=("kotitaloustyyppi",), disclosure={"min_cell_persons": 15},
+)
+"""Cheap inference, and a threshold that splits the sample's cells: 2 of 28 municipalities and 4 of 5
+household types rest on 15 persons or more, so both suppressed and published cells occur."""
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}")
+
+
+@pytest.fixture(scope="session")
+def evaluated_sample(tmp_path_factory: pytest.TempPathFactory) -> EvaluatedSample:
+    """Run the flow once per session (the harness costs about 20 s) with a random key; keep logs and artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.logging.handlers import APILogHandler
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.evaluate import KEY_ENV, run_evaluate_flow
+
+    out = tmp_path_factory.mktemp("evaluated")
+    key = secrets.token_hex(32).encode("ascii")
+    saved_key = os.environ.get(KEY_ENV)
+    handler = _Lines()
+    loggers = [logging.getLogger(), logging.getLogger("prefect")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with prefect_test_harness(server_startup_timeout=120):
+            summary = run_evaluate_flow(kela=SAMPLE / "kela", avain=SAMPLE / "avain", db=out / "e.duckdb", out=out,
+                                        config=PUBLISHED, key=key, corrections=SAMPLE / "kela_correction")
+            APILogHandler().flush()
+            with get_client(sync_client=True) as client:
+                artifacts = [{"key": a.key, "type": a.type, "description": a.description, "data": a.data}
+                             for a in client.read_artifacts()]
+                parameters = [r.parameters for r in client.read_flow_runs()]
+                api_logs = [log.message for log in client.read_logs()]
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        if saved_key is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = saved_key
+    return EvaluatedSample(run_id=summary.run_id, db=out / "e.duckdb", out=out, config=PUBLISHED, key=key,
+                           headline=summary.headline, artifacts=artifacts, flow_parameters=parameters,
+                           api_logs=api_logs, log_lines=handler.lines)

@@ -1,4 +1,5 @@
-"""The evaluate flow end to end on the committed sample, under Prefect's test harness; reruns are identical."""
+"""The evaluate flow end to end on the committed sample, under Prefect's test harness (the session's
+``evaluated_sample``); reruns are identical."""
 
 from __future__ import annotations
 
@@ -24,19 +25,14 @@ def _results(path: Path, run_id: str) -> dict[str, list]:
 
 
 @pytest.mark.slow
-def test_flow_runs_under_the_test_harness(tmp_path: Path) -> None:
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.evaluate import run_evaluate_flow
-
-    with prefect_test_harness(server_startup_timeout=120):
-        summary = run_evaluate_flow(kela=SAMPLE / "kela", avain=SAMPLE / "avain", db=tmp_path / "e.duckdb",
-                                    out=tmp_path, config=FAST, key=DEMO_KEY, corrections=SAMPLE / "kela_correction")
-    assert summary.headline.height > 0
-    assert (tmp_path / "report" / "index.html").is_file()
-    with db.connect(tmp_path / "e.duckdb", read_only=True) as con:
+def test_flow_runs_under_the_test_harness(evaluated_sample) -> None:
+    run = evaluated_sample
+    assert run.headline.height > 0
+    assert (run.out / "report" / "index.html").is_file()
+    assert {a["key"] for a in run.artifacts} >= {"validation-summary", "headline-effects"}
+    with db.connect(run.db, read_only=True) as con:
         status, inputs = con.execute("select status, inputs from meta.runs where run_id = ?",
-                                     [summary.run_id]).fetchall()[0]
+                                     [run.run_id]).fetchall()[0]
         missing_comments = con.execute(
             "select count(*) from duckdb_columns() where schema_name in "
             "('staging', 'quarantine', 'panel', 'results', 'meta') and comment is null").fetchall()[0][0]
