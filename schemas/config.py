@@ -121,6 +121,12 @@ class InferenceSettings(BaseModel):
     pretrend_draws: int = Field(
         999, ge=19, description="seeded reassignments for the randomization p-value of the event-study lead test"
     )
+    placebo_replications: int = Field(
+        200, ge=10, description="fake pilots among comparison municipalities behind results.placebo_size"
+    )
+    placebo_draws: int = Field(
+        999, ge=99, description="bootstrap draws and randomization draws of each test in a fake pilot"
+    )
     sdid_replications: int = Field(100, ge=2, description="placebo reassignments behind synthetic DiD's standard error")
     seed: int = 20180101
 
