@@ -146,15 +146,13 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
 def few_cluster_inference(cells: Cells, config: EvaluationConfig, *,
                           subgroup: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Wild cluster bootstrap (WCR and WCU) and randomization inference for the TWFE coefficient."""
-    from pipeline.inference.bootstrap import wild_cluster_bootstrap
+    from pipeline.inference.bootstrap import wild_cluster_bootstraps
     from pipeline.inference.randomization import randomization_test
 
     inf = config.inference
     out: list[dict[str, Any]] = []
-    wcr = wild_cluster_bootstrap(cells, draws=inf.bootstrap_draws, weights=inf.bootstrap_weights, restricted=True,
-                                 alpha=inf.alpha, seed=inf.seed)
-    wcu = wild_cluster_bootstrap(cells, draws=inf.bootstrap_draws, weights=inf.bootstrap_weights, restricted=False,
-                                 alpha=inf.alpha, seed=inf.seed)
+    wcr, wcu = wild_cluster_bootstraps(cells, draws=inf.bootstrap_draws, weights=inf.bootstrap_weights,
+                                       restricted=(True, False), alpha=inf.alpha, seed=inf.seed)
     for name, r, assumes in (
         (f"wcr_{inf.bootstrap_weights}", wcr, "wild cluster bootstrap-t, null imposed; CI by test inversion"),
         (f"wcu_{inf.bootstrap_weights}", wcu, "wild cluster bootstrap-t, unrestricted; percentile-t CI"),
@@ -266,7 +264,9 @@ def placebo_rows(cells: Cells, outcome: str, config: EvaluationConfig) -> pl.Dat
     from pipeline.inference.placebo import placebo_size
 
     controls = cells.subset(~cells.treated_clusters)
-    frame = placebo_size(controls, design_paths(cells), seed=config.inference.seed, alpha=config.inference.alpha)
+    inf = config.inference
+    frame = placebo_size(controls, design_paths(cells), replications=inf.placebo_replications,
+                         bootstrap_draws=inf.placebo_draws, ri_draws=inf.placebo_draws, seed=inf.seed, alpha=inf.alpha)
     return frame.select(
         pl.lit(outcome).alias("outcome"), "method",
         pl.col("replications").cast(pl.Int32).alias("n_placebos"), "rejection_rate",

@@ -24,6 +24,7 @@ Example
 -------
 >>> res = wild_cluster_bootstrap(cells, draws=9_999, weights="webb")  # doctest: +SKIP
 >>> res.p_value, res.ci_low, res.ci_high  # doctest: +SKIP
+>>> wcr, wcu = wild_cluster_bootstraps(cells, draws=9_999, restricted=(True, False))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from pipeline.inference._twfe_algebra import crv1_constant, demean_sums, demean_treatment, twfe_fit
+from pipeline.inference._twfe_algebra import TwfeFit, crv1_constant, demean_sums, demean_treatment, twfe_fit
 
 if TYPE_CHECKING:  # the estimation package is imported lazily: it may be mid-edit
     from pipeline.estimation.cells import Cells
@@ -43,7 +44,7 @@ WeightType = Literal["webb", "rademacher"]
 WEIGHT_TYPES: tuple[str, ...] = ("webb", "rademacher")
 
 _WEBB = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])
-_CHUNK = 32_768
+_CHUNK = 32_768  # rows per draw of weights: part of the seeded stream, fixed
 _RTOL = 1e-10  # |t*| >= |t| up to rounding: ties (e.g. w = 1 under WCR) count as extreme
 
 
@@ -87,20 +88,35 @@ def _draw_coefficients(pre: _Pre, W: np.ndarray) -> np.ndarray:
     """Per draw (rows of W): [w.P, w.Q, Saa, Sab, Sbb], shape (5, draws).
 
     For a DGP with beta = b0: t* = (w.P - b0 w.Q) / sqrt(c (Saa + 2 b0 Sab + b0^2 Sbb)).
+    The score vectors a and b are linear in w, so one product with the matrix
+    [A | B | P | Q] gives them and w.P, w.Q; it is formed transposed, (2G + 2, draws),
+    so that the sums over clusters run along long contiguous rows.
     """
+    G = len(pre.P)
     sQ = pre.Q.sum()
-    wP = W @ pre.P
-    wQ = W @ pre.Q
-    a = W * pre.P - W @ pre.Cy.T - np.outer(wP / sQ, pre.Q)
-    b = -W * pre.Q + W @ pre.Cd.T + np.outer(wQ / sQ, pre.Q)
-    return np.stack([wP, wQ, np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", a, b), np.einsum("ij,ij->i", b, b)])
+    A = np.diag(pre.P) - pre.Cy.T - np.outer(pre.P, pre.Q / sQ)
+    B = -np.diag(pre.Q) + pre.Cd.T + np.outer(pre.Q, pre.Q / sQ)
+    ab = np.vstack([A.T, B.T, pre.P, pre.Q]) @ W.T
+    a, b = ab[:G], ab[G : 2 * G]
+    return np.stack([ab[2 * G], ab[2 * G + 1], np.einsum("ij,ij->j", a, a), np.einsum("ij,ij->j", a, b),
+                     np.einsum("ij,ij->j", b, b)])
 
 
 def _t_star(coef: np.ndarray, b0: float, c: float) -> np.ndarray:
+    """t* = (w.P - b0 w.Q) / sqrt(c max(Saa + 2 b0 Sab + b0^2 Sbb, 0)) per draw, with two temporaries."""
     wP, wQ, saa, sab, sbb = coef
-    ss = np.maximum(saa + 2 * b0 * sab + b0 * b0 * sbb, 0.0)
+    ss = sab * (2 * b0)
+    ss += saa
+    t = sbb * (b0 * b0)
+    ss += t
+    np.maximum(ss, 0.0, out=ss)
+    ss *= c
+    np.sqrt(ss, out=ss)
+    np.multiply(wQ, b0, out=t)
+    np.subtract(wP, t, out=t)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (wP - b0 * wQ) / np.sqrt(c * ss)
+        t /= ss
+    return t
 
 
 def bootstrap_t_stats(cells: Cells, W: np.ndarray, b0: float) -> np.ndarray:
@@ -165,6 +181,29 @@ def wild_cluster_bootstrap(
     -------
     BootstrapResult ; p is the share of draws with |t*| >= |t| (two-sided, symmetric).
     """
+    (res,) = wild_cluster_bootstraps(cells, null=null, draws=draws, weights=weights, restricted=(restricted,),
+                                     alpha=alpha, seed=seed, ci=ci)
+    return res
+
+
+def wild_cluster_bootstraps(
+    cells: Cells,
+    *,
+    null: float = 0.0,
+    draws: int = 99_999,
+    weights: WeightType = "webb",
+    restricted: tuple[bool, ...] = (True, False),
+    alpha: float = 0.05,
+    seed: int = 0,
+    ci: bool = True,
+) -> tuple[BootstrapResult, ...]:
+    """:func:`wild_cluster_bootstrap` for each of ``restricted`` (WCR, WCU) from one set of draws.
+
+    WCR and WCU with the same seed draw the same weights, and their statistics are
+    the same per-draw coefficients evaluated at a different b0, so the draws and
+    coefficients are computed once; each result equals its own
+    :func:`wild_cluster_bootstrap` call.
+    """
     _validate(draws, weights, alpha)
     G = cells.n_clusters
     fit = twfe_fit(cells)
@@ -172,12 +211,18 @@ def wild_cluster_bootstrap(
     exact = weights == "rademacher" and 2**G <= draws
     chunks = iter([all_sign_vectors(G)]) if exact else weight_chunks(weights, G, int(draws), seed)
     coef = np.concatenate([_draw_coefficients(pre, W) for W in chunks], axis=1)
-    n_draws = coef.shape[1]
+    return tuple(_result(coef, pre.c, fit, null=null, weights=weights, restricted=r, alpha=alpha, ci=ci, exact=exact)
+                 for r in restricted)
+
+
+def _result(coef: np.ndarray, c: float, fit: TwfeFit, *, null: float, weights: str, restricted: bool, alpha: float,
+            ci: bool, exact: bool) -> BootstrapResult:
+    """p-value and interval of WCR or WCU from the per-draw coefficients."""
 
     def p_at(beta0: float) -> float:
         t_obs = (fit.beta - beta0) / fit.se
         b0 = beta0 if restricted else fit.beta
-        t_star = _t_star(coef, b0, pre.c)
+        t_star = _t_star(coef, b0, c)
         return float(np.mean(np.abs(t_star) >= abs(t_obs) * (1 - _RTOL)))
 
     p = p_at(null)
@@ -186,14 +231,14 @@ def wild_cluster_bootstrap(
         if restricted:
             lo, hi = _invert(p_at, fit.beta, fit.se, alpha)
         else:
-            q = float(np.quantile(np.abs(_t_star(coef, fit.beta, pre.c)), 1 - alpha))
+            q = float(np.quantile(np.abs(_t_star(coef, fit.beta, c)), 1 - alpha))
             lo, hi = fit.beta - q * fit.se, fit.beta + q * fit.se
     return BootstrapResult(
         p_value=p,
         ci_low=float(lo),
         ci_high=float(hi),
         t_stat=(fit.beta - null) / fit.se,
-        draws=n_draws,
+        draws=coef.shape[1],
         weights=weights,
         restricted=restricted,
         exact_enumeration=exact,
