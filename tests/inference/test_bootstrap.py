@@ -204,3 +204,17 @@ def test_agrees_with_wildboottest(restricted):
     p_ref = float(np.asarray(ref["p-value"]).ravel()[0])
     ours = wild_cluster_bootstrap(cells, draws=9999, restricted=restricted, seed=2, ci=False)
     assert abs(ours.p_value - p_ref) < 0.02
+
+
+@pytest.mark.parametrize("weights", ["webb", "rademacher"])
+def test_joint_wcr_wcu_equal_separate_calls(weights):
+    from pipeline.inference.bootstrap import wild_cluster_bootstraps
+
+    y, cl, n, treat = make_panel(G=12, seed=5)
+    cells = to_cells(y, cl, n, treat)
+    wcr, wcu = wild_cluster_bootstraps(cells, draws=40_000, weights=weights, seed=9)
+    for joint, restricted in ((wcr, True), (wcu, False)):
+        alone = wild_cluster_bootstrap(cells, draws=40_000, weights=weights, seed=9, restricted=restricted)
+        assert joint.p_value == alone.p_value
+        assert joint.ci_low == pytest.approx(alone.ci_low, rel=1e-12, abs=1e-14)
+        assert joint.ci_high == pytest.approx(alone.ci_high, rel=1e-12, abs=1e-14)
