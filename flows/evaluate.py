@@ -9,6 +9,12 @@ loader's manifest (``meta.loaded_files``) skips a file already loaded with the s
 hash, so an unchanged delivery is never reloaded, even into a database rebuilt
 from scratch (a cached Prefect result would wrongly skip that).
 
+With ``task_runner="dask"`` the estimation units (:func:`pipeline.analysis.estimation_units`)
+run as mapped tasks of the subflow ``estimate on dask`` on a ``DaskTaskRunner``: on the
+scheduler at ``dask_address``, or on a local cluster started for the subflow. Their
+inputs are read and their tables written in the flow process, which alone holds the
+DuckDB file; the write is one transaction, as on the default runner.
+
 The pseudonymisation key is never a flow parameter (Prefect stores parameters):
 the load task reads it itself, from the Secret block ``kokeilu-pseudonym-key``
 or the ``KOKEILU_PSEUDONYM_KEY`` environment variable.
@@ -17,20 +23,25 @@ or the ``KOKEILU_PSEUDONYM_KEY`` environment variable.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
+from pipeline import analysis
 from pipeline import db as _db
 from pipeline import evaluation as ev
 from schemas.config import EvaluationConfig
 
 KEY_ENV = "KOKEILU_PSEUDONYM_KEY"
 SECRET_BLOCK = "kokeilu-pseudonym-key"
+LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
+"""The local Dask cluster started when no scheduler address is given."""
 
 
 class EvaluateParameters(BaseModel):
@@ -44,15 +55,12 @@ class EvaluateParameters(BaseModel):
     db: Path = Path("outputs/evaluation.duckdb")
     out: Path = Path("outputs")
     config: EvaluationConfig = EvaluationConfig()
+    task_runner: Literal["default", "dask"] = "default"
+    dask_address: str | None = None
 
 
 def resolve_key() -> bytes:
-    """Caching is keyed on the input files' SHA-256 one level down, where it is safe: the
-loader's manifest (``meta.loaded_files``) skips a file already loaded with the same
-hash, so an unchanged delivery is never reloaded, even into a database rebuilt
-from scratch (a cached Prefect result would wrongly skip that).
-
-The pseudonymisation key: the Prefect Secret block if it exists, else the environment."""
+    """The pseudonymisation key: the Prefect Secret block if it exists, else the environment."""
     value = os.environ.get(KEY_ENV, "")
     if not value:
         try:
@@ -93,6 +101,65 @@ def estimate(params: EvaluateParameters, run_id: str) -> None:
     ev.estimate_stage(params.db, params.config, run_id=run_id)
 
 
+@task(name="read estimation inputs", cache_policy=NO_CACHE)
+def estimation_inputs(params: EvaluateParameters) -> tuple[list[analysis.Unit], list[dict[str, Any]]]:
+    """The estimation units and, for each, the panel rows it reads (from the database, in the flow process)."""
+    with _db.connect(params.db, read_only=True) as con:
+        units = analysis.estimation_units(con, params.config)
+        return units, [analysis.unit_inputs(con, unit) for unit in units]
+
+
+@task(name="estimate unit", task_run_name="estimate {unit.label}", cache_policy=NO_CACHE)
+def estimate_unit(frames: dict[str, Any], config: EvaluationConfig, unit: analysis.Unit) -> dict[str, Any]:
+    """Every estimate of one unit, from its panel rows alone (runs on any worker)."""
+    return analysis.run_unit(frames, config, unit)
+
+
+@task(name="write estimates", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def write_estimates(params: EvaluateParameters, run_id: str, parts: list[dict[str, Any]]) -> None:
+    """Combine the units' tables, apply disclosure control and write them under ``run_id`` in one transaction."""
+    tables = analysis.combine(parts, params.config)
+    with _db.connect(params.db) as con:
+        analysis.write_results(con, tables, run_id)
+
+
+@flow(name="estimate on dask", validate_parameters=True)
+def estimate_distributed(params: EvaluateParameters, run_id: str) -> None:
+    """Fan the estimation units out over the task runner; read and write in this process."""
+    units, inputs = estimation_inputs(params)
+    with _workers_report_here():
+        parts = estimate_unit.map(inputs, config=unmapped(params.config), unit=units)
+    write_estimates(params, run_id, parts.result())
+
+
+@contextmanager
+def _workers_report_here() -> Iterator[None]:
+    """Tasks submitted in this block report to this flow's Prefect API.
+
+    Without ``PREFECT_API_URL`` the flow runs against a temporary server that only
+    it knows; each Dask worker would start a server of its own. Submitted tasks
+    carry the settings in force, so they are given the flow's server address.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    context = FlowRunContext.get()
+    if PREFECT_API_URL.value() or context is None:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: str(context.client.api_url)}):
+        yield
+
+
+def dask_runner(address: str | None) -> Any:
+    """A Dask task runner on the scheduler at ``address``, or on a local cluster when there is none."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs=dict(LOCAL_CLUSTER))
+
+
 @task(name="write report", retries=1, cache_policy=NO_CACHE)
 def report(params: EvaluateParameters, run_id: str) -> Path:
     """Write the HTML report."""
@@ -113,7 +180,10 @@ def evaluate(params: EvaluateParameters) -> str:
         load_summary = load(params, run_id)
         _validation_artifact(load_summary)
         panels(params)
-        estimate(params, run_id)
+        if params.task_runner == "dask":
+            estimate_distributed.with_options(task_runner=dask_runner(params.dask_address))(params, run_id)
+        else:
+            estimate(params, run_id)
         finish(params, run_id, "completed")
     except Exception as exc:
         finish(params, run_id, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
@@ -139,13 +209,19 @@ def _headline_artifact(frame: Any, run_id: str) -> None:
 
 
 def run_evaluate_flow(*, kela: Path, avain: Path | None, db: Path, out: Path, config: EvaluationConfig,
-                      key: bytes, corrections: Path | None = None, task_runner: Any = None) -> ev.EvaluationSummary:
-    """Run the flow in-process (ephemeral Prefect unless ``PREFECT_API_URL`` is set) and summarise it."""
+                      key: bytes, corrections: Path | None = None,
+                      task_runner: Literal["default", "dask"] = "default",
+                      dask_address: str | None = None) -> ev.EvaluationSummary:
+    """Run the flow in-process (ephemeral Prefect unless ``PREFECT_API_URL`` is set) and summarise it.
+
+    ``task_runner="dask"`` fans the estimation out on Dask: on the scheduler at
+    ``dask_address`` (e.g. ``tcp://10.0.0.5:8786``), else on a local two-worker cluster.
+    """
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ[KEY_ENV] = key.decode("utf-8")
-    params = EvaluateParameters(kela=kela, avain=avain, corrections=corrections, db=db, out=out, config=config)
-    runner = evaluate if task_runner is None else evaluate.with_options(task_runner=task_runner)
-    run_id = runner(params)
+    params = EvaluateParameters(kela=kela, avain=avain, corrections=corrections, db=db, out=out, config=config,
+                                task_runner=task_runner, dask_address=dask_address)
+    run_id = evaluate(params)
     return ev.EvaluationSummary(run_id=run_id, db=db, report=out / "report" / "index.html",
                                 headline=ev.headline(db, run_id=run_id, config=config))

@@ -31,6 +31,13 @@ DEFAULT_OUT = Path("outputs")
 KEY_ENV = "KOKEILU_PSEUDONYM_KEY"
 
 
+class TaskRunner(str, Enum):
+    """Where the flow's estimation work runs."""
+
+    default = "default"
+    dask = "dask"
+
+
 class Scale(str, Enum):
     """Sizes of a synthetic delivery."""
 
@@ -117,6 +124,11 @@ def run(
     config: Annotated[Path | None, typer.Option("--config", help="Evaluation configuration (TOML).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for the report and Data Docs.")] = DEFAULT_OUT,
     orchestrate: Annotated[bool, typer.Option(help="Run as a Prefect flow (default) or as plain Python.")] = True,
+    task_runner: Annotated[TaskRunner, typer.Option(
+        "--task-runner", help="Estimate on Prefect's default runner or fan out on Dask.")] = TaskRunner.default,
+    dask_address: Annotated[str | None, typer.Option(
+        "--dask-address", help="Dask scheduler for --task-runner dask, e.g. tcp://10.0.0.5:8786 "
+                               "(default: a local cluster).")] = None,
 ) -> None:
     """The full evaluation: load, validate, build panels, estimate, write results and the report."""
     cfg = _config(config)
@@ -124,7 +136,12 @@ def run(
     for label, path in (("--kela", kela), ("--avain", avain)):
         if path is not None and not path.is_dir():
             fail(f"{label} {path}: not a directory")
-    _run_and_print(kela=kela, avain=avain, db=db, out=out, cfg=cfg, key=key, orchestrate=orchestrate)
+    if dask_address and task_runner is not TaskRunner.dask:
+        fail("--dask-address needs --task-runner dask")
+    if task_runner is TaskRunner.dask and not orchestrate:
+        fail("--task-runner dask needs the Prefect flow: drop --no-orchestrate")
+    _run_and_print(kela=kela, avain=avain, db=db, out=out, cfg=cfg, key=key, orchestrate=orchestrate,
+                   task_runner=task_runner.value, dask_address=dask_address)
 
 
 @app.command()
@@ -156,7 +173,8 @@ def demo(
 
 
 def _run_and_print(*, kela: Path, avain: Path | None, db: Path, out: Path, cfg, key: bytes,  # noqa: ANN001
-                   orchestrate: bool, corrections: Path | None = None) -> None:
+                   orchestrate: bool, corrections: Path | None = None, task_runner: str = "default",
+                   dask_address: str | None = None) -> None:
     from pipeline.errors import KokeiluError
 
     try:
@@ -164,7 +182,7 @@ def _run_and_print(*, kela: Path, avain: Path | None, db: Path, out: Path, cfg, 
             from flows.evaluate import run_evaluate_flow
 
             summary = run_evaluate_flow(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
-                                        corrections=corrections)
+                                        corrections=corrections, task_runner=task_runner, dask_address=dask_address)
         else:
             from pipeline.evaluation import run_evaluation
 

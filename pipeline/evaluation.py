@@ -74,23 +74,10 @@ def panel_stage(db: Path, config: EvaluationConfig) -> dict[str, Any]:
 
 def estimate_stage(db: Path, config: EvaluationConfig, *, run_id: str) -> None:
     """Estimate every effect with its inference and write them under ``run_id`` in one transaction."""
-    from pipeline.analysis import estimate_all
+    from pipeline.analysis import estimate_all, write_results
 
     with _db.connect(db) as con:
-        tables = estimate_all(con, config)
-        with _db.transaction(con):
-            for table, frame in tables.items():
-                if frame.height == 0:
-                    continue
-                frame = frame.with_columns(pl.lit(run_id).alias("run_id"))
-                cols = [r[0] for r in con.execute(
-                    "select column_name from information_schema.columns "
-                    "where table_schema = 'results' and table_name = ? order by ordinal_position", [table],
-                ).fetchall()]
-                frame = frame.select([c for c in cols if c in frame.columns])
-                con.register("_frame", frame.to_arrow())
-                con.execute(f"insert into results.{table} ({', '.join(frame.columns)}) select * from _frame")
-                con.unregister("_frame")
+        write_results(con, estimate_all(con, config), run_id)
 
 
 def report_stage(db: Path, config: EvaluationConfig, *, run_id: str, out: Path) -> Path:
