@@ -21,29 +21,27 @@ MIN_KEY_BYTES = 16
 
 
 class Pseudonymiser:
-    """Keyed hashing of identity codes, memoised within one load."""
+    """Keyed hashing of identity codes.
+
+    Nothing is memoised here: the loader hashes each distinct identity code of a
+    load once (:class:`pipeline.load.checks.IdentityCodes`).
+    """
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             from pipeline.errors import InputError
 
             raise InputError(f"pseudonymisation key too short: at least {MIN_KEY_BYTES} bytes are required")
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
-        self._memo: dict[str, str] = {}
+        self._key = key
 
     def __repr__(self) -> str:
         return "Pseudonymiser(<key hidden>)"
 
     def key_of(self, hetu: str) -> str:
         """The ``person_key`` of one identity code."""
-        found = self._memo.get(hetu)
-        if found is None:
-            mac = self._mac.copy()
-            mac.update(hetu.encode("ascii"))
-            found = self._memo[hetu] = mac.hexdigest()
-        return found
+        return hmac.digest(self._key, hetu.encode("ascii"), hashlib.sha256).hex()
 
     def keys_of(self, codes: Iterable[str]) -> list[str]:
         """``person_key`` of each identity code, in order."""
-        key_of = self.key_of
-        return [key_of(c) for c in codes]
+        key = self._key
+        return [hmac.digest(key, c.encode("ascii"), hashlib.sha256).hex() for c in codes]

@@ -22,7 +22,7 @@ CENTURY_SIGNS = "".join(CENTURY)
 CHECK_ALPHABET = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 SYNTHETIC_INDIVIDUAL = range(900, 1000)
 
-HETU_SHAPE = re.compile(r"^([0-9]{2})([0-9]{2})([0-9]{2})(.)([0-9]{3})(.)$", re.DOTALL)
+HETU_SHAPE = re.compile(r"^([0-9]{2})([0-9]{2})([0-9]{2})(.)([0-9]{3})(.)\Z", re.DOTALL)
 """Eleven characters: DDMMYY, a sign, ZZZ, a check character (sign and check still unchecked)."""
 
 HETU_PATTERN = r"^[0-3]\d[01]\d\d\d[-+A-FU-Y]\d{3}[0-9A-FHJ-NPR-Y]$"

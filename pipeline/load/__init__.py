@@ -2,26 +2,36 @@
 
 Every delivered file goes through the same steps:
 
-1. :func:`~pipeline.load.files.read_rows` reads it into raw text fields (or names
-   the file rule it breaks: the file is then reported and nothing of it loaded);
+1. its bytes are read once: their SHA-256 decides whether it is already loaded,
+   and :func:`~pipeline.load.files.read_rows` cuts them into raw text fields (or
+   names the file rule it breaks: the file is then reported and nothing of it loaded);
 2. :func:`~pipeline.load.checks.broken_rules` applies the contract's row and set
-   rules, vectorised;
-3. valid rows are typed, the identity code becomes ``person_key`` (HMAC-SHA-256)
-   after birth date and sex are derived from it, and the code is dropped;
-   rejected rows keep their raw fields with the identity code masked;
+   rules, vectorised; each distinct identity code of the load is checked, dated
+   and pseudonymised once (:class:`~pipeline.load.checks.IdentityCodes`);
+3. valid rows carry ``person_key`` (HMAC-SHA-256), birth date and sex instead of
+   the identity code and are typed by DuckDB as they are inserted (one statement
+   per table, from Arrow); rejected rows keep their raw fields with the identity
+   code masked;
 4. in one transaction: the file's earlier rows (a re-delivery) leave staging and
    quarantine, the new rows enter, the manifest ``meta.loaded_files`` and the
-   per-rule counts in ``meta.validation_results`` are written.
+   per-rule counts in ``meta.validation_results`` are written. Small files share
+   a transaction (up to ``BATCH_ROWS`` rows), which keeps each file atomic.
 
-A file whose name and SHA-256 are already in the manifest is skipped: loading
-the same delivery twice changes nothing. Rows in = rows staged + rows quarantined
-for every file, always.
+Steps 1-2 of the next file run in a worker thread while steps 3-4 of the current
+one run in DuckDB. A file whose name and SHA-256 are already in the manifest is
+skipped: loading the same delivery twice changes nothing. Rows in = rows staged +
+rows quarantined for every file, always.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +41,7 @@ import polars as pl
 
 from pipeline import db as _db
 from pipeline.errors import InputError
-from pipeline.load.checks import broken_rules, cents, hetu_parts
+from pipeline.load.checks import IdentityCodes, broken_rules
 from pipeline.load.files import DeliveredFile, FileRuleBroken, classify, looks_like_delivery, read_rows
 from schemas.columns import COLUMNS, CheckContext
 from schemas.config import EvaluationConfig
@@ -161,18 +171,23 @@ def _context(f: DeliveredFile, config: EvaluationConfig) -> CheckContext:
                         require_synthetic_hetu=config.require_synthetic_hetu)
 
 
-def check_file(f: DeliveredFile, config: EvaluationConfig) -> tuple[FileResult, pl.DataFrame | None]:
-    """Read and check one file: its result, and its rows with ``rule`` (null = valid)."""
+def check_file(f: DeliveredFile, config: EvaluationConfig, *, data: bytes | None = None,
+               identities: IdentityCodes | None = None) -> tuple[FileResult, pl.DataFrame | None]:
+    """Read and check one file: its result, and its rows with ``rule`` (null = valid).
+
+    ``data`` is the file's bytes if already read; ``identities`` the identity codes
+    already seen in this load (see :class:`~pipeline.load.checks.IdentityCodes`).
+    """
     result = FileResult(f.name, f.extract)
     try:
-        raw = read_rows(f)
+        raw = read_rows(f, data)
     except FileRuleBroken as exc:
         result.file_rule, result.detail = exc.rule, exc.detail
         return result, None
     except OSError as exc:
-        result.file_rule, result.detail = "file_unreadable", f"cannot read the file: {exc.strerror or exc}"
+        result.file_rule, result.detail = _unreadable(exc)
         return result, None
-    checked = broken_rules(raw.frame, f.extract, _context(f, config))
+    checked = broken_rules(raw.frame, f.extract, _context(f, config), identities)
     bad = checked.filter(pl.col("rule").is_not_null())
     result.rows_in = checked.height
     result.rows_quarantined = bad.height
@@ -184,6 +199,10 @@ def check_file(f: DeliveredFile, config: EvaluationConfig) -> tuple[FileResult, 
         for line, rule, rules in bad.select("source_line", "rule", "rules").sort("source_line").iter_rows()
     ]
     return result, checked
+
+
+def _unreadable(exc: OSError) -> tuple[str, str]:
+    return "file_unreadable", f"cannot read the file: {exc.strerror or exc}"
 
 
 def _detail(rule: str, rules: list[str] | None) -> str:
@@ -208,8 +227,9 @@ def validate_delivery(directory: Path, *, config: EvaluationConfig) -> Validatio
         report.unusable = f"{directory} holds no toimeentulotuki_*.csv/.parquet or avain_*.csv/.parquet files"
         return report
     report.files.extend(bad)
+    identities = IdentityCodes(require_synthetic=config.require_synthetic_hetu)
     for f in files:
-        report.files.append(check_file(f, config)[0])
+        report.files.append(check_file(f, config, identities=identities)[0])
     return report
 
 
@@ -226,7 +246,7 @@ def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avai
     from pipeline.pseudonym import Pseudonymiser
 
     ensure_tables(con)
-    pseudonymiser = Pseudonymiser(key)
+    identities = IdentityCodes(require_synthetic=config.require_synthetic_hetu, pseudonymiser=Pseudonymiser(key))
     report = ValidationReport()
     dirs = [d for d in dict.fromkeys([kela_dir, avain_dir]) if d is not None]
     for d in dirs:
@@ -237,95 +257,210 @@ def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avai
         files, bad = discover(Path(d))
         report.files.extend(bad)
         todo.extend(files)
-    loaded = {(e, n): s for e, n, s in con.execute("select extract, file_name, sha256 from meta.loaded_files").fetchall()}
-    for f in _progress(todo, progress):
-        sha = _db.sha256_file(f.path)
-        if loaded.get((f.extract, f.name)) == sha:
-            prev = con.execute("select rows_in, rows_staged, rows_quarantined from meta.loaded_files "
-                               "where extract = ? and file_name = ?", [f.extract, f.name]).fetchall()[0]
+    manifest = con.execute("select extract, file_name, period, sha256, rows_in, rows_staged, rows_quarantined "
+                           "from meta.loaded_files").fetchall()
+    loaded = {(e, n): sha for e, n, _, sha, *_ in manifest}
+    writer = _Writer(con, run_id, present={_replaces(e, n, p) for e, n, p, *_ in manifest})
+    for f, sha, result, checked in _progress(_prepared(todo, loaded, config, identities), len(todo), progress):
+        if result is None:
+            prev = next(counts for e, n, _, _, *counts in manifest if (e, n) == (f.extract, f.name))
             report.files.append(FileResult(f.name, f.extract, rows_in=prev[0], rows_staged=prev[1],
                                            rows_quarantined=prev[2], skipped=True))
             continue
-        result, checked = check_file(f, config)
         report.files.append(result)
-        _record_file(con, f, result, checked, sha=sha, run_id=run_id, pseudonymiser=pseudonymiser)
+        writer.add(f, result, checked, sha)
+    writer.flush()
     return report
 
 
-def _progress(items: list[DeliveredFile], show: bool):  # noqa: ANN202
-    if not show or len(items) < 2:
+Prepared = tuple[DeliveredFile, str, FileResult | None, pl.DataFrame | None]
+"""A file, its SHA-256, its result (``None``: unchanged since it was loaded) and its checked rows."""
+
+
+def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], config: EvaluationConfig,
+              identities: IdentityCodes) -> Iterator[Prepared]:
+    """Each file read, hashed and checked, in order, one file ahead of the caller.
+
+    A worker thread prepares the next file while the caller writes the current one
+    to DuckDB (polars and DuckDB both release the GIL), so both cores stay busy.
+    Only the worker touches ``identities``, one file at a time.
+    """
+
+    def prepare(f: DeliveredFile) -> Prepared:
+        try:
+            data = f.path.read_bytes()
+        except OSError as exc:
+            result = FileResult(f.name, f.extract)
+            result.file_rule, result.detail = _unreadable(exc)
+            return f, "", result, None
+        sha = hashlib.sha256(data).hexdigest()
+        if loaded.get((f.extract, f.name)) == sha:
+            return f, sha, None, None
+        result, checked = check_file(f, config, data=data, identities=identities)
+        return f, sha, result, checked
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kokeilu-load") as pool:
+        ahead: deque[Future[Prepared]] = deque()
+        files = iter(todo)
+        for f in itertools.islice(files, 1):
+            ahead.append(pool.submit(prepare, f))
+        while ahead:
+            current = ahead.popleft()
+            following = next(files, None)
+            if following is not None:
+                ahead.append(pool.submit(prepare, following))
+            yield current.result()
+
+
+def _progress(items: Iterator[Prepared], total: int, show: bool) -> Iterator[Prepared]:
+    if not show or total < 2:
         return items
     from rich.progress import track
 
-    return track(items, description="loading", transient=True)
+    return iter(track(items, total=total, description="loading", transient=True))
 
 
-def _record_file(con: duckdb.DuckDBPyConnection, f: DeliveredFile, result: FileResult, checked: pl.DataFrame | None,
-                 *, sha: str, run_id: str, pseudonymiser: Any) -> None:
-    now = dt.datetime.now(dt.UTC)
-    with _db.transaction(con):
-        if checked is None:
-            _validation_rows(con, run_id, now, f, result)
+BATCH_ROWS = 250_000
+"""Rows of checked files gathered before they are written in one transaction."""
+
+TABLES = {"kela": "kela_income_support", "avain": "avain_assessments"}
+
+
+def _replaces(extract: str, name: str, period: str) -> tuple[str, str]:
+    """What a loaded file replaces: a Kela-style file its benefit month, an AVAIN-style file its namesake."""
+    return (extract, period) if extract == "kela" else (extract, name)
+
+
+class _Writer:
+    """Writes checked files to DuckDB: several files per transaction, one insert per table.
+
+    Each file replaces, in the transaction that brings it, whatever it re-delivers
+    (the month's rows, for a Kela-style file), so a file is atomic however the
+    files are grouped; a transaction is committed once ``BATCH_ROWS`` rows are
+    gathered, before a file would replace another of the same batch, and at the end.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, *, present: set[tuple[str, str]]) -> None:
+        self.con = con
+        self.run_id = run_id
+        self.present = present  # what is in staging now and would have to be deleted first
+        self.pending: list[tuple[DeliveredFile, FileResult, pl.DataFrame | None, str]] = []
+        self.rows = 0
+
+    def add(self, f: DeliveredFile, result: FileResult, checked: pl.DataFrame | None, sha: str) -> None:
+        """Queue one checked file (``checked`` is None for a file that broke a file rule)."""
+        replaces = _replaces(f.extract, f.name, f.period)
+        if checked is not None and any(_replaces(p.extract, p.name, p.period) == replaces
+                                       for p, _, c, _ in self.pending if c is not None):
+            self.flush()
+        self.pending.append((f, result, checked, sha))
+        self.rows += result.rows_in
+        if self.rows >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued files in one transaction."""
+        if not self.pending:
             return
-        staged = _staged_rows(checked.filter(pl.col("rule").is_null()).with_columns(pl.lit(f.name).alias("source_file")),
-                              f.extract, pseudonymiser)
-        quarantined = _quarantine_rows(checked.filter(pl.col("rule").is_not_null()), f, result, run_id)
-        table = "kela_income_support" if f.extract == "kela" else "avain_assessments"
-        if f.extract == "kela":
-            con.execute(f"delete from staging.{table} where tilastokuukausi = ? or source_file = ?",
-                        [f.file_month, f.name])
-            con.execute(f"delete from quarantine.{table} where source_file in "
-                        f"(select file_name from meta.loaded_files where extract = 'kela' and period = ?) "
-                        f"or source_file = ?", [f.period, f.name])
-            con.execute("delete from meta.loaded_files where extract = 'kela' and period = ?", [f.period])
-        else:
-            con.execute(f"delete from staging.{table} where source_file = ?", [f.name])
-            con.execute(f"delete from quarantine.{table} where source_file = ?", [f.name])
-            con.execute("delete from meta.loaded_files where extract = 'avain' and file_name = ?", [f.name])
-        if staged.height:
-            con.register("_staged", staged.to_arrow())
-            con.execute(f"insert into staging.{table} ({', '.join(staged.columns)}) select * from _staged")
-            con.unregister("_staged")
-        if quarantined.height:
-            con.register("_quarantined", quarantined.to_arrow())
-            con.execute(f"insert into quarantine.{table} ({', '.join(quarantined.columns)}) "
-                        f"select * from _quarantined")
-            con.unregister("_quarantined")
-        con.execute("insert into meta.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [f.extract, f.name, f.period, sha, result.rows_in, result.rows_staged, result.rows_quarantined,
-                     now, run_id])
-        _validation_rows(con, run_id, now, f, result)
+        now = dt.datetime.now(dt.UTC)
+        con = self.con
+        staged: dict[str, list[pl.DataFrame]] = {"kela": [], "avain": []}
+        quarantined: dict[str, list[pl.DataFrame]] = {"kela": [], "avain": []}
+        manifest, validation = [], []
+        with _db.transaction(con):
+            for f, result, checked, sha in self.pending:
+                validation.extend(_validation_rows(self.run_id, now, f, result))
+                if checked is None:
+                    continue
+                replaces = _replaces(f.extract, f.name, f.period)
+                if replaces in self.present:
+                    _delete_earlier(con, f)
+                self.present.add(replaces)
+                valid = pl.col("rule").is_null()
+                staged[f.extract].append(checked.filter(valid).select(
+                    *STAGED_INPUT[f.extract], pl.lit(f.name, dtype=pl.String).alias("source_file")))
+                quarantined[f.extract].append(_quarantine_rows(checked.filter(~valid), f, self.run_id))
+                manifest.append((f.extract, f.name, f.period, sha, result.rows_in, result.rows_staged,
+                                 result.rows_quarantined, now, self.run_id))
+            for extract, table in TABLES.items():
+                _insert(con, STAGING_INSERT[extract], staged[extract])
+                _insert(con, f"insert into quarantine.{table} by name select * from _rows", quarantined[extract])
+            _insert(con, "insert into meta.loaded_files by name select * from _rows",
+                    [pl.DataFrame(manifest, schema=MANIFEST_SCHEMA, orient="row")])
+            _insert(con, "insert into meta.validation_results by name select * from _rows",
+                    [pl.DataFrame(validation, schema=VALIDATION_SCHEMA, orient="row")])
+        self.pending.clear()
+        self.rows = 0
 
 
-def _staged_rows(valid: pl.DataFrame, extract: str, pseudonymiser: Any) -> pl.DataFrame:
-    parts = hetu_parts("hetu")
-    keys = pl.Series("person_key", pseudonymiser.keys_of(valid["hetu"].to_list()), dtype=pl.String)
-    base = valid.with_columns(parts["birth_date"].alias("birth_date"), parts["sex"].alias("sex")).with_columns(
-        pl.col("birth_date").dt.year().alias("birth_year"), keys)
-    if extract == "kela":
-        return base.select(
-            "person_key", "birth_date", "birth_year", "sex", "kotitalous_id", "kuntanumero",
-            pl.col("tilastokuukausi").str.to_date("%Y%m").alias("month"), "tilastokuukausi",
-            pl.col("kotitaloustyyppi").cast(pl.Int8), pl.col("tyomarkkina_asema").cast(pl.Int8),
-            (cents("perusosa_eur").cast(pl.Decimal(14, 0)) / 100).cast(pl.Decimal(12, 2)).alias("perusosa_eur"),
-            (cents("myonnetty_eur").cast(pl.Decimal(14, 0)) / 100).cast(pl.Decimal(12, 2)).alias("myonnetty_eur"),
-            pl.col("perusosan_alennus_pct").str.strip_prefix("+").cast(pl.Int8),
-            pl.col("ohjaus_sosiaalityohon").str.strip_prefix("+").cast(pl.Int8),
-            "source_file", "source_line",
-        )
-    return base.select(
-        "person_key", "birth_year", "sex", "kuntanumero",
-        pl.col("arviointipvm").str.to_date("%Y-%m-%d").alias("arviointipvm"),
-        pl.col("arviointikerta").str.strip_prefix("+").cast(pl.Int32), "tavoitealue",
-        pl.col("tilannearvio").str.strip_prefix("+").cast(pl.Int8),
-        pl.when(pl.col("tavoitteen_saavutus") == "").then(None)
-        .otherwise(pl.col("tavoitteen_saavutus").str.strip_prefix("+")).cast(pl.Int8).alias("tavoitteen_saavutus"),
-        "tilannetekijat", "palvelut", "menetelmat",
-        pl.col("asiakas_lasna").str.strip_prefix("+").cast(pl.Int8), "source_file", "source_line",
-    )
+def _delete_earlier(con: duckdb.DuckDBPyConnection, f: DeliveredFile) -> None:
+    """Remove what a file re-delivers: rows in staging and quarantine, and its manifest entry."""
+    table = TABLES[f.extract]
+    if f.extract == "kela":
+        con.execute(f"delete from staging.{table} where tilastokuukausi = ? or source_file = ?", [f.file_month, f.name])
+        con.execute(f"delete from quarantine.{table} where source_file in "
+                    f"(select file_name from meta.loaded_files where extract = 'kela' and period = ?) "
+                    f"or source_file = ?", [f.period, f.name])
+        con.execute("delete from meta.loaded_files where extract = 'kela' and period = ?", [f.period])
+    else:
+        con.execute(f"delete from staging.{table} where source_file = ?", [f.name])
+        con.execute(f"delete from quarantine.{table} where source_file = ?", [f.name])
+        con.execute("delete from meta.loaded_files where extract = 'avain' and file_name = ?", [f.name])
 
 
-def _quarantine_rows(bad: pl.DataFrame, f: DeliveredFile, result: FileResult, run_id: str) -> pl.DataFrame:
+def _insert(con: duckdb.DuckDBPyConnection, sql: str, frames: list[pl.DataFrame]) -> None:
+    """Run an insert that reads ``_rows`` over the rows of ``frames``, in one statement."""
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return
+    con.register("_rows", pl.concat(frames, how="vertical").to_arrow())
+    try:
+        con.execute(sql).fetchall()
+    finally:
+        con.unregister("_rows")
+
+
+MANIFEST_SCHEMA = {"extract": pl.String, "file_name": pl.String, "period": pl.String, "sha256": pl.String,
+                   "rows_in": pl.Int64, "rows_staged": pl.Int64, "rows_quarantined": pl.Int64,
+                   "loaded_at": pl.Datetime("us", "UTC"), "run_id": pl.String}
+VALIDATION_SCHEMA = {"run_id": pl.String, "checked_at": pl.Datetime("us", "UTC"), "source": pl.String,
+                     "check_name": pl.String, "target": pl.String, "passed": pl.Boolean, "observed": pl.Int64,
+                     "unexpected": pl.Int64, "detail": pl.String}
+
+
+STAGED_INPUT: dict[str, list[str]] = {
+    extract: ["_person_key", "_birth_date", "_sex", *(c.name for c in columns if c.name != "hetu"), "source_line"]
+    for extract, columns in COLUMNS.items()
+}
+"""The columns of a checked frame that staging is built from: never the identity code."""
+
+STAGING_INSERT: dict[str, str] = {
+    "kela": """
+        insert into staging.kela_income_support (
+            person_key, birth_date, birth_year, sex, kotitalous_id, kuntanumero, month, tilastokuukausi,
+            kotitaloustyyppi, tyomarkkina_asema, perusosa_eur, myonnetty_eur, perusosan_alennus_pct,
+            ohjaus_sosiaalityohon, source_file, source_line)
+        select
+            _person_key, _birth_date, year(_birth_date), _sex, kotitalous_id, kuntanumero,
+            strptime(tilastokuukausi, '%Y%m')::date, tilastokuukausi,
+            kotitaloustyyppi::tinyint, tyomarkkina_asema::tinyint,
+            replace(perusosa_eur, ',', '.')::decimal(12, 2), replace(myonnetty_eur, ',', '.')::decimal(12, 2),
+            perusosan_alennus_pct::tinyint, ohjaus_sosiaalityohon::tinyint, source_file, source_line
+        from _rows""",
+    "avain": """
+        insert into staging.avain_assessments (
+            person_key, birth_year, sex, kuntanumero, arviointipvm, arviointikerta, tavoitealue, tilannearvio,
+            tavoitteen_saavutus, tilannetekijat, palvelut, menetelmat, asiakas_lasna, source_file, source_line)
+        select
+            _person_key, year(_birth_date), _sex, kuntanumero, arviointipvm::date, arviointikerta::integer,
+            tavoitealue, tilannearvio::tinyint, nullif(tavoitteen_saavutus, '')::tinyint, tilannetekijat,
+            palvelut, menetelmat, asiakas_lasna::tinyint, source_file, source_line
+        from _rows""",
+}
+"""Typing of valid rows, done by DuckDB as they enter staging (every value already passed its rule)."""
+
+
+def _quarantine_rows(bad: pl.DataFrame, f: DeliveredFile, run_id: str) -> pl.DataFrame:
     columns = [c.name for c in COLUMNS[f.extract]]
     masked = bad.with_columns(
         pl.col("hetu").map_elements(mask_hetu, return_dtype=pl.String).alias("hetu"),
@@ -333,41 +468,35 @@ def _quarantine_rows(bad: pl.DataFrame, f: DeliveredFile, result: FileResult, ru
     raw = masked.select(pl.struct(columns).struct.json_encode().alias("raw"))
     details = [_detail(rule, rules) for rule, rules in bad.select("rule", "rules").iter_rows()]
     return pl.DataFrame({
-        "source_file": [f.name] * bad.height,
+        "source_file": pl.Series([f.name] * bad.height, dtype=pl.String),
         "source_line": bad["source_line"],
         "rule": bad["rule"],
         "detail": pl.Series(details, dtype=pl.String),
         "raw": raw["raw"],
-        "run_id": [run_id] * bad.height,
+        "run_id": pl.Series([run_id] * bad.height, dtype=pl.String),
     })
 
 
-def _validation_rows(con: duckdb.DuckDBPyConnection, run_id: str, now: dt.datetime, f: DeliveredFile,
-                     result: FileResult) -> None:
-    rows = []
+def _validation_rows(run_id: str, now: dt.datetime, f: DeliveredFile, result: FileResult) -> list[tuple]:
+    """The rows of ``meta.validation_results`` for one file: every contract rule, and the row accounting."""
+    rows: list[tuple] = []
     if result.file_rule:
         rows.append((run_id, now, "contract", result.file_rule, f.name, False, 0, None, result.detail))
-    else:
-        for rule in rules_for(f.extract):
-            if rule.scope == "file":
-                rows.append((run_id, now, "contract", rule.code, f.name, True, result.rows_in, 0, rule.description))
-                continue
-            n = result.by_rule.get(rule.code, 0)
-            rows.append((run_id, now, "contract", rule.code, f.name, n == 0, result.rows_in, n, rule.description))
-        rows.append((run_id, now, "contract", "row_accounting", f.name,
-                     result.rows_in == result.rows_staged + result.rows_quarantined, result.rows_in,
-                     result.rows_quarantined,
-                     f"rows in {result.rows_in} = staged {result.rows_staged} + quarantined {result.rows_quarantined}"))
-        if result.extra_columns:
-            rows.append((run_id, now, "contract", "extra_columns", f.name, True, result.rows_in, 0,
-                         f"unknown columns ignored downstream: {', '.join(result.extra_columns)}"))
-    frame = pl.DataFrame(rows, schema={"run_id": pl.String, "checked_at": pl.Datetime("us", "UTC"),
-                                       "source": pl.String, "check_name": pl.String, "target": pl.String,
-                                       "passed": pl.Boolean, "observed": pl.Int64, "unexpected": pl.Int64,
-                                       "detail": pl.String}, orient="row")
-    con.register("_validation", frame.to_arrow())
-    con.execute("insert into meta.validation_results select * from _validation")
-    con.unregister("_validation")
+        return rows
+    for rule in rules_for(f.extract):
+        if rule.scope == "file":
+            rows.append((run_id, now, "contract", rule.code, f.name, True, result.rows_in, 0, rule.description))
+            continue
+        n = result.by_rule.get(rule.code, 0)
+        rows.append((run_id, now, "contract", rule.code, f.name, n == 0, result.rows_in, n, rule.description))
+    rows.append((run_id, now, "contract", "row_accounting", f.name,
+                 result.rows_in == result.rows_staged + result.rows_quarantined, result.rows_in,
+                 result.rows_quarantined,
+                 f"rows in {result.rows_in} = staged {result.rows_staged} + quarantined {result.rows_quarantined}"))
+    if result.extra_columns:
+        rows.append((run_id, now, "contract", "extra_columns", f.name, True, result.rows_in, 0,
+                     f"unknown columns ignored downstream: {', '.join(result.extra_columns)}"))
+    return rows
 
 
 __all__ = ["FileResult", "ValidationReport", "check_file", "load_delivery", "validate_delivery"]

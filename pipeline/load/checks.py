@@ -2,20 +2,30 @@
 
 Each column's checks are built from its :class:`~schemas.columns.Column` spec
 (kind, domain, rules), the same spec the pydantic row models are built from, so
-there is one source of truth; ``tests/pipeline/load/test_checks.py`` shows on
+there is one source of truth; ``tests/pipeline/load/test_properties.py`` shows on
 generated rows that :func:`broken_rules` and :func:`schemas.rows.explain` agree
 row for row. Every row gets the code of the first rule it breaks (in the
 precedence of :data:`schemas.rules.PRECEDENCE`) or null, and the list of all
 the rules it breaks.
+
+Speed: nearly every delivered row is valid, so a row is first tested against
+cheap sufficient conditions (a canonical value of a small domain, one regular
+expression for an amount, equality with the file's month); only the rows that
+fail them get the full rule expressions. Identity codes are checked once per
+distinct code (:class:`IdentityCodes`), not once per row: a person appears in
+dozens of monthly files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from schemas.columns import (
+    CODE3_PATTERN,
     DATE_PATTERN,
     DECIMAL_PATTERN,
     FACTOR_PATTERN,
@@ -32,6 +42,9 @@ from schemas.columns import (
 from schemas.columns import COLUMNS as CONTRACT_COLUMNS
 from schemas.hetu import CENTURY, CHECK_ALPHABET, SYNTHETIC_INDIVIDUAL
 from schemas.rules import PRECEDENCE
+
+if TYPE_CHECKING:
+    from pipeline.pseudonym import Pseudonymiser
 
 RULE_OF = {i: code for code, i in PRECEDENCE.items()}
 
@@ -65,9 +78,14 @@ def hetu_parts(col: str = "hetu") -> dict[str, pl.Expr]:
 
 
 def _hetu(col: Column, ctx: CheckContext) -> pl.Expr:
-    c = pl.col(col.name)
-    shape = c.str.contains(r"^[0-9]{6}.[0-9]{3}.$") & (c.str.len_chars() == 11)
-    parts = hetu_parts(col.name)
+    return hetu_rule(col.name, require_synthetic=ctx.require_synthetic_hetu)
+
+
+def hetu_rule(name: str = "hetu", *, require_synthetic: bool = True) -> pl.Expr:
+    """The precedence number of the first identity-code rule each code breaks, else null."""
+    c = pl.col(name)
+    shape = c.str.contains(r"(?s)^[0-9]{6}.[0-9]{3}.$") & (c.str.len_chars() == 11)
+    parts = hetu_parts(name)
     sign_ok = c.str.slice(6, 1).is_in(list(CENTURY))
     digits = (c.str.slice(0, 6) + c.str.slice(7, 3)).cast(pl.Int64, strict=False)
     check = (digits % 31).replace_strict(dict(enumerate(CHECK_ALPHABET)), default=None, return_dtype=pl.String)
@@ -78,7 +96,7 @@ def _hetu(col: Column, ctx: CheckContext) -> pl.Expr:
         (parts["birth_date"].is_null(), "hetu_date"),
         (parts["individual"] < 2, "hetu_individual_number"),
     ]
-    if ctx.require_synthetic_hetu:
+    if require_synthetic:
         conditions.append((~parts["individual"].is_between(SYNTHETIC_INDIVIDUAL.start, SYNTHETIC_INDIVIDUAL.stop - 1),
                            "hetu_not_synthetic"))
     conditions.append((c.str.slice(10, 1) != check, "hetu_check_character"))
@@ -184,33 +202,156 @@ _BUILDERS = {"hetu": _hetu, "int": _int, "decimal": _decimal, "text": _text, "co
              "yyyymm": _yyyymm, "date": _date, "domain": _domain, "factors": _factors}
 
 
-def broken_rules(frame: pl.DataFrame, extract: str, ctx: CheckContext) -> pl.DataFrame:
-    """``frame`` with ``rule`` (first broken rule or null) and ``rules`` (all of them, in precedence order)."""
-    columns = CONTRACT_COLUMNS[extract]
-    per_column = [_BUILDERS[col.kind](col, ctx).alias(f"_r_{col.name}") for col in columns]
-    malformed = pl.when(pl.col("_malformed")).then(_code("row_malformed")).otherwise(None)
-    out = frame.with_columns([e for e in per_column])
-    names = [f"_r_{col.name}" for col in columns]
-    out = out.with_columns(
-        pl.when(pl.col("_malformed")).then(pl.concat_list([malformed]))
-        .otherwise(pl.concat_list([pl.col(n) for n in names]).list.drop_nulls().list.sort())
-        .alias("_codes")
-    )
+# ------------------------------------------------------------------ the fast path
+def _fast_int(col: Column, ctx: CheckContext) -> pl.Expr:
+    c = pl.col(col.name)
+    domain: list[int] | None = None
+    if col.allowed is not None:
+        domain = list(col.allowed)
+    elif col.minimum is not None and col.maximum is not None and col.maximum - col.minimum <= 100:
+        domain = list(range(col.minimum, col.maximum + 1))
+    if domain is None:
+        return _int(col, ctx).is_null()
+    spelled = [str(v) for v in domain] + ([] if col.required else [""])
+    return c.is_in(spelled)
+
+
+def _fast_decimal(col: Column, ctx: CheckContext) -> pl.Expr:
+    digits = math.floor(math.log10(MAX_EUR))  # every amount of at most this many whole digits is < MAX_EUR
+    return pl.col(col.name).str.contains(f"^[0-9]{{1,{digits}}}(?:,[0-9]{{1,2}})?$")
+
+
+def _fast_text(col: Column, ctx: CheckContext) -> pl.Expr:
+    return pl.col(col.name) != "" if col.required else pl.lit(True)
+
+
+def _fast_code3(col: Column, ctx: CheckContext) -> pl.Expr:
+    known = sorted(m for m in ctx.municipalities if CODE3_PATTERN.fullmatch(m))
+    if ctx.file_kuntanumero is not None:
+        return pl.col(col.name) == ctx.file_kuntanumero if ctx.file_kuntanumero in known else pl.lit(False)
+    return pl.col(col.name).is_in(known)
+
+
+def _fast_yyyymm(col: Column, ctx: CheckContext) -> pl.Expr:
+    month = ctx.file_month
+    if month is not None and YYYYMM_PATTERN.fullmatch(month) and FIRST_MONTH <= month <= ctx.today.strftime("%Y%m"):
+        return pl.col(col.name) == month
+    return _yyyymm(col, ctx).is_null()
+
+
+_FAST = {"int": _fast_int, "decimal": _fast_decimal, "text": _fast_text, "codes": _fast_text, "code3": _fast_code3,
+         "yyyymm": _fast_yyyymm}
+
+
+def _surely_valid(extract: str, ctx: CheckContext) -> pl.Expr:
+    """A sufficient condition for a row to break no row rule (``_r_hetu`` from :class:`IdentityCodes`)."""
+    cond = ~pl.col("_malformed") & pl.col("hetu").is_not_null() & pl.col("_r_hetu").is_null()
+    for col in CONTRACT_COLUMNS[extract]:
+        if col.kind == "hetu":
+            continue
+        fast = _FAST.get(col.kind)
+        cond = cond & (fast(col, ctx) if fast is not None else _BUILDERS[col.kind](col, ctx).is_null())
     if extract == "avain":
-        out = out.with_columns(_cross_rules().alias("_cross"))
-        out = out.with_columns(
-            pl.when((pl.col("_codes").list.len() == 0) & pl.col("_cross").is_not_null())
-            .then(pl.concat_list([pl.col("_cross")]))
-            .otherwise(pl.col("_codes")).alias("_codes")
-        )
-        out = out.drop("_cross")
-    out = out.with_columns(pl.col("_codes").list.first().alias("_rule")).drop(names)
-    out = out.with_columns(
-        pl.col("_rule").replace_strict(RULE_OF, default=None, return_dtype=pl.String).alias("rule"),
-        pl.col("_codes").list.eval(pl.element().replace_strict(RULE_OF, default=None, return_dtype=pl.String))
+        cond = cond & _cross_rules().is_null()
+    return cond.fill_null(False)
+
+
+class IdentityCodes:
+    """What each distinct identity code of a load yields, worked out once per code.
+
+    Its first broken rule (``_r_hetu``, a precedence number; null = valid), and for
+    valid codes the birth date and sex, and with a pseudonymiser the ``person_key``.
+    A national delivery repeats each person in dozens of monthly files: this work,
+    the keyed hashing above all, is done for the distinct codes only, and a file's
+    rows find theirs by one join. Identity codes stay in memory only as long as the
+    object lives (one load).
+    """
+
+    def __init__(self, *, require_synthetic: bool = True, pseudonymiser: Pseudonymiser | None = None) -> None:
+        self.require_synthetic = require_synthetic
+        self._pseudonymiser = pseudonymiser
+        schema = {"hetu": pl.String, "_r_hetu": pl.Int32, "_birth_date": pl.Date, "_sex": pl.String}
+        if pseudonymiser is not None:
+            schema["_person_key"] = pl.String
+        self._known = pl.DataFrame(schema=schema)
+
+    def __repr__(self) -> str:
+        return f"IdentityCodes({self._known.height} codes)"
+
+    def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with ``_r_hetu``, ``_birth_date``, ``_sex`` (and ``_person_key``) of its ``hetu``."""
+        hetu = frame["hetu"]
+        index = self._rows_of(hetu, self._known.select("hetu"))
+        missing = index.is_null() & hetu.is_not_null()
+        if missing.any():
+            unseen = hetu.filter(missing)
+            codes = unseen.unique(maintain_order=True)
+            start = self._known.height
+            self._known = pl.concat([self._known, self._describe(codes.to_frame("hetu"))], how="vertical").rechunk()
+            index = index.scatter(missing.arg_true(), self._rows_of(unseen, codes.to_frame("hetu"), start))
+        payload = [c for c in self._known.columns if c != "hetu"]
+        return frame.with_columns(self._known.select(pl.col(c).gather(index) for c in payload))
+
+    @staticmethod
+    def _rows_of(hetu: pl.Series, known: pl.DataFrame, start: int = 0) -> pl.Series:
+        """The row (counted from ``start``) of each code in ``known``; null where it is not there."""
+        rows = known.with_row_index("_k", offset=start)
+        return pl.DataFrame({"hetu": hetu}).join(rows, on="hetu", how="left", maintain_order="left")["_k"]
+
+    def _describe(self, codes: pl.DataFrame) -> pl.DataFrame:
+        parts = hetu_parts("hetu")
+        valid = pl.col("_r_hetu").is_null()
+        out = codes.with_columns(hetu_rule("hetu", require_synthetic=self.require_synthetic).alias("_r_hetu"))
+        out = out.with_columns(pl.when(valid).then(parts["birth_date"]).alias("_birth_date"),
+                               pl.when(valid).then(parts["sex"]).alias("_sex"))
+        if self._pseudonymiser is not None:
+            good = out.filter(valid)["hetu"]
+            keys = pl.Series("_person_key", self._pseudonymiser.keys_of(good.to_list()), dtype=pl.String)
+            out = out.join(pl.DataFrame([good, keys]), on="hetu", how="left", maintain_order="left")
+        return out.select(self._known.columns)
+
+
+# --------------------------------------------------------------------- the rules
+def broken_rules(frame: pl.DataFrame, extract: str, ctx: CheckContext,
+                 identities: IdentityCodes | None = None) -> pl.DataFrame:
+    """``frame`` with ``rule`` (first broken rule or null) and ``rules`` (all of them, in precedence order;
+    null for valid rows), and the columns :meth:`IdentityCodes.attach` adds.
+
+    ``identities`` carries the identity codes already seen in this load; a fresh one is used if none is given.
+    """
+    if identities is None:
+        identities = IdentityCodes(require_synthetic=ctx.require_synthetic_hetu)
+    elif identities.require_synthetic != ctx.require_synthetic_hetu:
+        raise ValueError("identities were checked under another require_synthetic_hetu setting")
+    out = identities.attach(frame).with_row_index("_i")
+    out = out.with_columns(_surely_valid(extract, ctx).alias("_fast"))
+    slow = out.filter(~pl.col("_fast"))
+    if slow.height:
+        out = out.join(_row_rules(slow, extract, ctx), on="_i", how="left", maintain_order="left")
+    else:
+        out = out.with_columns(pl.lit(None, dtype=pl.String).alias("rule"),
+                               pl.lit(None, dtype=pl.List(pl.String)).alias("rules"))
+    return set_rules(out.drop("_i", "_fast"), extract)
+
+
+def _row_rules(frame: pl.DataFrame, extract: str, ctx: CheckContext) -> pl.DataFrame:
+    """``_i``, ``rule`` and ``rules`` of rows checked against every row rule in full."""
+    columns = CONTRACT_COLUMNS[extract]
+    names = [f"_r_{col.name}" for col in columns]
+    out = frame.select("_i", "_malformed", *(c.name for c in columns), *(
+        _BUILDERS[col.kind](col, ctx).alias(n) for col, n in zip(columns, names, strict=True)))
+    codes = pl.concat_list([pl.col(n) for n in names]).list.drop_nulls().list.sort()
+    if extract == "avain":
+        codes = pl.when(codes.list.len() == 0).then(pl.concat_list([_cross_rules()])).otherwise(codes)
+    codes = pl.when(pl.col("_malformed")).then(pl.concat_list([_code("row_malformed")])).otherwise(codes)
+    out = out.select("_i", codes.list.drop_nulls().alias("_codes"))
+    return out.select(
+        "_i",
+        pl.col("_codes").list.first().replace_strict(RULE_OF, default=None, return_dtype=pl.String).alias("rule"),
+        pl.when(pl.col("_codes").list.len() > 0).then(
+            pl.col("_codes").list.eval(pl.element().replace_strict(RULE_OF, default=None, return_dtype=pl.String)))
         .alias("rules"),
-    ).drop("_rule", "_codes")
-    return set_rules(out, extract)
+    )
 
 
 def _cross_rules() -> pl.Expr:
@@ -223,22 +364,25 @@ def _cross_rules() -> pl.Expr:
 
 def set_rules(frame: pl.DataFrame, extract: str) -> pl.DataFrame:
     """Rules over several rows, among the rows that pass the row rules: a duplicated key, too many goals."""
-    valid = pl.col("rule").is_null()
-    key = list(KEYS[extract])
-    dup = valid & (pl.len().over(key + ["_valid"]) > 1)
-    out = frame.with_columns(valid.alias("_valid"))
-    out = out.with_columns(pl.when(dup).then(pl.lit("duplicate_key")).otherwise(pl.col("rule")).alias("rule"))
+    rows = frame.select(*KEYS[extract], "rule").with_row_index("_j").filter(pl.col("rule").is_null()).drop("rule")
+    marked: dict[str, pl.Series] = {}
+    dup = rows.filter(pl.struct(KEYS[extract]).is_duplicated())["_j"]
+    if dup.len():
+        marked["duplicate_key"] = dup
     if extract == "avain":
-        still = pl.col("rule").is_null()
-        out = out.with_columns(still.alias("_valid"))
-        many = still & (pl.len().over(["hetu", "arviointipvm", "_valid"]) > 3)
-        out = out.with_columns(
-            pl.when(many).then(pl.lit("assessment_too_many_goals")).otherwise(pl.col("rule")).alias("rule"))
-    out = out.with_columns(
-        pl.when(pl.col("rule").is_not_null() & (pl.col("rules").list.len() == 0))
-        .then(pl.concat_list([pl.col("rule")])).otherwise(pl.col("rules")).alias("rules")
-    )
-    return out.drop("_valid")
+        rest = rows.filter(~pl.col("_j").is_in(dup.implode()))
+        many = rest.filter(pl.len().over("hetu", "arviointipvm") > 3)["_j"]
+        if many.len():
+            marked["assessment_too_many_goals"] = many
+    if not marked:
+        return frame
+    out = frame.with_row_index("_j")
+    for rule, where in marked.items():
+        hit = pl.col("_j").is_in(where.implode())
+        out = out.with_columns(pl.when(hit).then(pl.lit(rule)).otherwise(pl.col("rule")).alias("rule"),
+                               pl.when(hit).then(pl.concat_list([pl.lit(rule)])).otherwise(pl.col("rules"))
+                               .alias("rules"))
+    return out.drop("_j")
 
 
 def today() -> dt.date:

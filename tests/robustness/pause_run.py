@@ -30,15 +30,16 @@ def pause(point: str) -> None:
 
 
 def pause_in_file_load(name: str) -> None:
-    """Pause after the last statement of the transaction that loads the file ``name``."""
+    """Pause inside the transaction that writes the batch of files holding ``name`` (before its inserts)."""
     import pipeline.load as load
 
     original = load._validation_rows
 
-    def validation_rows(con: Any, run_id: str, now: Any, f: Any, result: Any) -> None:
-        original(con, run_id, now, f, result)
+    def validation_rows(run_id: str, now: Any, f: Any, result: Any) -> list[tuple]:
+        rows = original(run_id, now, f, result)
         if f.name == name:
             pause("load")
+        return rows
 
     load._validation_rows = validation_rows
 

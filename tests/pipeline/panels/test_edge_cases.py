@@ -313,8 +313,6 @@ def test_redelivered_month_with_a_row_removed(delivery, tmp_path) -> None:
     assert after - before == {(key("corrected"), month, CONTROL, 0, None, 0, 0.0, 0, 0)}
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/load/__init__.py _staged_rows divides Decimal(14, 0) cents by 100 "
-                   "at scale 0, so staged euros lose their cents (487,89 -> 488.00)")
 def test_amounts_keep_their_cents(built) -> None:
     path, _ = built
     with db.connect(path, read_only=True) as con:
