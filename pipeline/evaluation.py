@@ -150,10 +150,12 @@ def print_summary(summary: EvaluationSummary) -> None:
     from rich.table import Table
 
     console = Console()
+    if console.width < 150:
+        console = Console(width=150)   # the whole table, not ellipses: a narrower terminal wraps the lines
     table = Table(title=f"Effect of the pilot (run {summary.run_id})", title_justify="left")
-    for name in ("outcome", "estimator", "estimate", "95% CI", "p (t G-1)", "p (wild boot.)", "p (rand.)",
-                 "persons", "clusters"):
-        table.add_column(name, justify="left" if name in ("outcome", "estimator") else "right")
+    for name in ("outcome", "estimator", "estimate", "95% CI", "p t(G-1)", "p WCR", "p RI",
+                 "persons", "treated/all"):
+        table.add_column(name, justify="left" if name in ("outcome", "estimator") else "right", no_wrap=True)
     for row in summary.headline.iter_rows(named=True):
         table.add_row(
             row["outcome"], row["estimator"], _num(row["estimate"]),
