@@ -50,24 +50,12 @@ def _emit(**data: object) -> None:
 
 # ----------------------------------------------------------------- child stages
 def child_bare_read(delivery: str, db: str) -> None:
-    """DuckDB alone: every Kela file into one table, contract types, no checks."""
-    import duckdb
+    """DuckDB alone: every Kela CSV into one table with the contract's types, nothing checked
+    (the same bare read as ``benchmarks/load.py``)."""
+    from load import _bare_read
 
-    kela = Path(delivery) / "kela"
-    csvs = sorted(str(p) for p in kela.glob("*.csv"))
-    parquets = sorted(str(p) for p in kela.glob("*.parquet"))
-    t = time.perf_counter()
-    con = duckdb.connect(db)
-    con.execute("set enable_progress_bar = false")
-    con.execute(
-        "create or replace table bare as select * from read_csv(?, delim=';', decimal_separator=',', header=true, "
-        "union_by_name=true, all_varchar=false)", [csvs],
-    )
-    if parquets:
-        con.execute("insert into bare by name select * from read_parquet(?)", [parquets])
-    rows = con.execute("select count(*) from bare").fetchall()[0][0]
-    con.close()
-    _emit(seconds=time.perf_counter() - t, rows=int(rows))
+    out = _bare_read(Path(delivery), Path(db))
+    _emit(seconds=out["seconds"], rows=int(out["rows"]))
 
 
 def child_load(delivery: str, db: str) -> None:
