@@ -94,10 +94,15 @@ def _cells(frame: pl.DataFrame, time: str) -> Cells | None:
     return Cells(clusters, times, n_all[:, 0].astype(float), sums, treat)
 
 
+def month_numbers(cells: Cells) -> np.ndarray:
+    """(T,) months of the cells as integers (months since 1970-01), for arithmetic on schedules."""
+    return np.array([str(t)[:7] for t in cells.times], dtype="datetime64[M]").astype(np.int64)
+
+
 def event_times(cells: Cells, schedule: dict[str, tuple[str, str]]) -> np.ndarray:
     """(G, T) months since each treated municipality's start; NaN for comparison municipalities."""
     E = np.full(cells.sums.shape, np.nan)
-    months = np.array([str(t)[:7] for t in cells.times], dtype="datetime64[M]").astype(np.int64)
+    months = month_numbers(cells)
     for g, code in enumerate(cells.clusters):
         if code in schedule:
             start = np.datetime64(schedule[code][0], "M").astype(np.int64)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pipeline.estimates import event_times, month_numbers
 from pipeline.estimation.cells import Cells
 from pipeline.estimation.clean_controls import clean_controls_cells
 from pipeline.estimation.event_study import event_study_cells
@@ -36,17 +37,13 @@ ROBUST_ESTIMATORS = ("twfe", "clean_controls")
 
 def treatment_from_schedule(cells: Cells, schedule: dict[str, tuple[str, str]]) -> np.ndarray:
     """(G, T) 0/1 pilot indicator of the cells' municipalities and months under ``schedule``."""
-    months = _month_numbers(cells)
+    months = month_numbers(cells)
     treat = np.zeros(cells.sums.shape)
     for g, code in enumerate(cells.clusters):
         if code in schedule:
             start, end = (np.datetime64(m, "M").astype(np.int64) for m in schedule[code])
             treat[g] = (months >= start) & (months <= end)
     return treat
-
-
-def _month_numbers(cells: Cells) -> np.ndarray:
-    return np.array([str(t)[:7] for t in cells.times], dtype="datetime64[M]").astype(np.int64)
 
 
 def _fit(cells: Cells, estimator: str, alpha: float) -> Any:
@@ -106,8 +103,6 @@ def anticipation(cells: Cells, outcome: str, config: EvaluationConfig) -> dict[s
     if window is not None:
         res, persons = window
         rows.append(_row(outcome, "anticipation_window", "clean_controls", variant, res, persons))
-    from pipeline.estimates import event_times
-
     es = event_study_cells(shifted, event_times(shifted, schedule), alpha=alpha, cv3=False)
     estimator = "twfe_event_study_anticipation"
     wald = es.pretrend_test()
