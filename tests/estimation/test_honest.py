@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -137,7 +138,8 @@ def test_smoothness_flci_equals_diff_diff(es, m: float) -> None:
     diff_diff locates the optimal estimator standard deviation h by a three-level
     grid zoom; the half-length is flat at the optimum, so its interval is as
     short as ours to 1e-8 but its centre can sit a few 1e-6 away. At our h,
-    diff_diff's own minimum-bias solve and critical value give our interval to 1e-6.
+    diff_diff's own minimum-bias solve and critical value give our interval to 1e-6;
+    refining its zoom closes the gap too (test_smoothness_flci_endpoints_converge_to_diff_diff).
     """
     beta, V = es
     l = np.full(N_POST, 1 / N_POST)
@@ -157,6 +159,45 @@ def test_smoothness_flci_equals_diff_diff(es, m: float) -> None:
     half = dd_honest._cv_alpha(m * bias / h, 0.05) * h
     assert (ours.ci_low, ours.ci_high) == pytest.approx((center - half, center + half), abs=1e-6)
     assert bias == pytest.approx(dd_honest._compute_worst_case_bias(w, l, N_PRE, N_POST, 1.0), abs=1e-9)
+
+
+DD_LEVELS = (40, 120, 120)
+"""diff_diff's default grid-zoom levels for the FLCI's estimator standard deviation h."""
+
+
+@pytest.mark.parametrize(
+    ("seed", "n_pre", "n_post", "l", "df", "m"),
+    [
+        (20240601, 4, 3, None, None, 0.02),
+        (20240601, 4, 3, None, None, 0.2),
+        (12, 3, 4, (0.1, 0.2, 0.3, 0.4), None, 0.05),
+        (13, 5, 3, (1.0, 0.0, 0.0), 30, 0.1),
+        (14, 8, 4, None, None, 0.03),
+    ],
+)
+def test_smoothness_flci_endpoints_converge_to_diff_diff(
+    monkeypatch, seed: int, n_pre: int, n_post: int, l: tuple[float, ...] | None, df: int | None, m: float
+) -> None:
+    """diff_diff's FLCI endpoints reach ours to 1e-6 once its search for h is refined.
+
+    diff_diff's ``HonestDiD.fit`` picks h by zooming grids of ``DD_LEVELS``
+    points, each four steps of the last wide; every extra level of 120 points
+    cuts the step about 30-fold. The endpoint gap to our exact-path optimum
+    must shrink with one extra level and fall tenfold and below 1e-6 with two,
+    near where diff_diff's own SLSQP tolerance (~1e-8) takes over.
+    """
+    beta, V = make_event_study(seed, n_pre, n_post)
+    ours = smoothness_flci(beta, V, n_pre=n_pre, n_post=n_post, m=m, l=l, df=df)
+    kwargs = {} if l is None else {"l_vec": np.array(l)}
+    zoom = dd_honest._flci_optimal_h
+    gaps = []
+    for extra in range(3):
+        monkeypatch.setattr(dd_honest, "_flci_optimal_h", functools.partial(zoom, levels=DD_LEVELS + (120,) * extra))
+        ref = dd.HonestDiD(method="smoothness", M=m, **kwargs).fit(dd_results(beta, V, n_pre, df=df))
+        assert ours.ci_high - ours.ci_low <= ref.ci_ub - ref.ci_lb + 1e-9
+        gaps.append(max(abs(ours.ci_low - ref.ci_lb), abs(ours.ci_high - ref.ci_ub)))
+    assert (ours.ci_low, ours.ci_high) == pytest.approx((ref.ci_lb, ref.ci_ub), abs=1e-6)
+    assert gaps[1] < gaps[0] and gaps[2] < gaps[0] / 10
 
 
 @pytest.mark.parametrize("m", [0.01, 0.1, 0.5])
