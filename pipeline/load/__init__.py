@@ -235,9 +235,23 @@ def validate_delivery(directory: Path, *, config: EvaluationConfig) -> Validatio
 
 # ---------------------------------------------------------------------- loading
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the manifest, validation, staging and quarantine tables if missing."""
+    """Create the manifest, validation, staging and quarantine tables if missing; migrate older ones."""
     for name in _db.STAGING_MODELS:
         _db.execute_file(con, name)
+    _migrate_person_key(con)
+
+
+def _migrate_person_key(con: duckdb.DuckDBPyConnection) -> None:
+    """Staging written before ``person_key`` became a UUID held the whole 64-digit hex digest as text.
+
+    Its first 32 digits are the UUID the same key gives today, so the conversion
+    is exact and keeps incremental loads lined up with earlier ones.
+    """
+    old = con.execute("select table_name from information_schema.columns where table_schema = 'staging' "
+                      "and column_name = 'person_key' and data_type = 'VARCHAR'").fetchall()
+    for (table,) in old:
+        con.execute(f"alter table staging.{table} alter person_key set data type uuid "
+                    f"using left(person_key, 32)::uuid").fetchall()
 
 
 def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avain_dir: Path | None, key: bytes,
@@ -441,7 +455,7 @@ STAGING_INSERT: dict[str, str] = {
             kotitaloustyyppi, tyomarkkina_asema, perusosa_eur, myonnetty_eur, perusosan_alennus_pct,
             ohjaus_sosiaalityohon, source_file, source_line)
         select
-            _person_key, _birth_date, year(_birth_date), _sex, kotitalous_id, kuntanumero,
+            _person_key::uuid, _birth_date, year(_birth_date), _sex, kotitalous_id, kuntanumero,
             strptime(tilastokuukausi, '%Y%m')::date, tilastokuukausi,
             kotitaloustyyppi::tinyint, tyomarkkina_asema::tinyint,
             replace(perusosa_eur, ',', '.')::decimal(12, 2), replace(myonnetty_eur, ',', '.')::decimal(12, 2),
@@ -452,7 +466,7 @@ STAGING_INSERT: dict[str, str] = {
             person_key, birth_year, sex, kuntanumero, arviointipvm, arviointikerta, tavoitealue, tilannearvio,
             tavoitteen_saavutus, tilannetekijat, palvelut, menetelmat, asiakas_lasna, source_file, source_line)
         select
-            _person_key, year(_birth_date), _sex, kuntanumero, arviointipvm::date, arviointikerta::integer,
+            _person_key::uuid, year(_birth_date), _sex, kuntanumero, arviointipvm::date, arviointikerta::integer,
             tavoitealue, tilannearvio::tinyint, nullif(tavoitteen_saavutus, '')::tinyint, tilannetekijat,
             palvelut, menetelmat, asiakas_lasna::tinyint, source_file, source_line
         from _rows""",

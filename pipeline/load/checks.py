@@ -270,7 +270,7 @@ class IdentityCodes:
     def __init__(self, *, require_synthetic: bool = True, pseudonymiser: Pseudonymiser | None = None) -> None:
         self.require_synthetic = require_synthetic
         self._pseudonymiser = pseudonymiser
-        schema = {"hetu": pl.String, "_r_hetu": pl.Int32, "_birth_date": pl.Date, "_sex": pl.String}
+        schema = {"_n": pl.Int64, "_r_hetu": pl.Int32, "_birth_date": pl.Date, "_sex": pl.String}
         if pseudonymiser is not None:
             schema["_person_key"] = pl.String
         self._known = pl.DataFrame(schema=schema)
@@ -279,36 +279,51 @@ class IdentityCodes:
         return f"IdentityCodes({self._known.height} codes)"
 
     def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``frame`` with ``_r_hetu``, ``_birth_date``, ``_sex`` (and ``_person_key``) of its ``hetu``."""
-        hetu = frame["hetu"]
-        index = self._rows_of(hetu, self._known.select("hetu"))
-        missing = index.is_null() & hetu.is_not_null()
-        if missing.any():
-            unseen = hetu.filter(missing)
-            codes = unseen.unique(maintain_order=True)
-            start = self._known.height
-            self._known = pl.concat([self._known, self._describe(codes.to_frame("hetu"))], how="vertical").rechunk()
-            index = index.scatter(missing.arg_true(), self._rows_of(unseen, codes.to_frame("hetu"), start))
-        payload = [c for c in self._known.columns if c != "hetu"]
-        return frame.with_columns(self._known.select(pl.col(c).gather(index) for c in payload))
+        """``frame`` with ``_r_hetu``, ``_birth_date``, ``_sex`` (and ``_person_key``) of its ``hetu``.
 
-    @staticmethod
-    def _rows_of(hetu: pl.Series, known: pl.DataFrame, start: int = 0) -> pl.Series:
-        """The row (counted from ``start``) of each code in ``known``; null where it is not there."""
-        rows = known.with_row_index("_k", offset=start)
-        return pl.DataFrame({"hetu": hetu}).join(rows, on="hetu", how="left", maintain_order="left")["_k"]
+        Only what the codes yield is kept, not the codes themselves. Codes of the identity-code shape are looked up by :func:`hetu_number`, an
+        integer that spells the code exactly, so the lookup is an integer join; the
+        rare codes of another shape (all invalid) are described afresh each time.
+        """
+        numbered = frame.select(pl.col("hetu"), hetu_number("hetu").alias("_n"))
+        unseen = (numbered.filter(pl.col("_n").is_not_null()).unique("_n")
+                  .join(self._known.select("_n"), on="_n", how="anti"))
+        if unseen.height:
+            self._known = pl.concat([self._known, self._describe(unseen)], how="vertical").rechunk()
+        payload = [c for c in self._known.columns if c != "_n"]
+        found = numbered.join(self._known, on="_n", how="left", maintain_order="left").select(payload)
+        odd = numbered["_n"].is_null() & numbered["hetu"].is_not_null()
+        if odd.any():
+            rows = odd.arg_true()
+            fresh = self._describe(numbered.filter(odd).with_row_index("_o"), keep="_o")
+            found = found.with_columns(found[c].scatter(rows, fresh[c]) for c in payload)
+        return frame.with_columns(found)
 
-    def _describe(self, codes: pl.DataFrame) -> pl.DataFrame:
+    def _describe(self, codes: pl.DataFrame, keep: str = "_n") -> pl.DataFrame:
+        """Rule, birth date, sex (and ``person_key``) of distinct ``codes``, with their ``keep`` column."""
         parts = hetu_parts("hetu")
         valid = pl.col("_r_hetu").is_null()
         out = codes.with_columns(hetu_rule("hetu", require_synthetic=self.require_synthetic).alias("_r_hetu"))
         out = out.with_columns(pl.when(valid).then(parts["birth_date"]).alias("_birth_date"),
                                pl.when(valid).then(parts["sex"]).alias("_sex"))
         if self._pseudonymiser is not None:
-            good = out.filter(valid)["hetu"]
+            good = out["hetu"].filter(out["_r_hetu"].is_null())
             keys = pl.Series("_person_key", self._pseudonymiser.keys_of(good.to_list()), dtype=pl.String)
-            out = out.join(pl.DataFrame([good, keys]), on="hetu", how="left", maintain_order="left")
-        return out.select(self._known.columns)
+            out = out.join(pl.DataFrame([good, keys]).unique("hetu"), on="hetu", how="left", maintain_order="left")
+        return out.select(keep, *(c for c in self._known.columns if c != "_n"))
+
+
+def hetu_number(name: str = "hetu") -> pl.Expr:
+    """An integer that spells an identity code of the shape DDMMYY, sign, NNN, check character exactly
+    (null for any other string): the nine digits, then the century sign's and check character's places."""
+    c = pl.col(name)
+    shape = c.str.contains(r"^[0-9]{6}.[0-9]{3}.$") & (c.str.len_bytes() == 11)
+    sign = c.str.slice(6, 1).replace_strict({s: i for i, s in enumerate(CENTURY)}, default=None,
+                                            return_dtype=pl.Int64)
+    check = c.str.slice(10, 1).replace_strict({a: i for i, a in enumerate(CHECK_ALPHABET)}, default=None,
+                                              return_dtype=pl.Int64)
+    digits = (c.str.slice(0, 6) + c.str.slice(7, 3)).cast(pl.Int64, strict=False)
+    return pl.when(shape).then((digits * 16 + sign) * 32 + check)
 
 
 # --------------------------------------------------------------------- the rules

@@ -2,7 +2,7 @@
 -- unique key: person_key, arviointipvm, tavoitealue).
 create schema if not exists staging;
 create table if not exists staging.avain_assessments (
-    person_key           varchar not null,
+    person_key           uuid    not null,
     birth_year           integer not null,
     sex                  varchar not null,
     kuntanumero          varchar not null,
@@ -19,7 +19,7 @@ create table if not exists staging.avain_assessments (
     source_line          bigint not null
 );
 comment on table staging.avain_assessments is 'Validated AVAIN-style assessment rows, one per assessment and goal; person_key replaces the identity code.';
-comment on column staging.avain_assessments.person_key is 'Keyed hash (HMAC-SHA-256) of the identity code, same key as the Kela-style extract.';
+comment on column staging.avain_assessments.person_key is 'Keyed hash of the identity code (HMAC-SHA-256, first 128 bits, as a UUID), same key as the Kela-style extract.';
 comment on column staging.avain_assessments.birth_year is 'Year of birth derived from the identity code.';
 comment on column staging.avain_assessments.sex is 'M or F, derived from the identity code.';
 comment on column staging.avain_assessments.kuntanumero is 'Municipality doing the assessment.';

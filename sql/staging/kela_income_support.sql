@@ -2,7 +2,7 @@
 -- unique key: person_key, month). The identity code never reaches this table.
 create schema if not exists staging;
 create table if not exists staging.kela_income_support (
-    person_key             varchar not null,
+    person_key             uuid    not null,
     birth_date             date not null,
     birth_year             integer not null,
     sex                    varchar not null,
@@ -20,7 +20,7 @@ create table if not exists staging.kela_income_support (
     source_line            bigint not null
 );
 comment on table staging.kela_income_support is 'Validated Kela-style income support rows, one per person and benefit month; person_key replaces the identity code.';
-comment on column staging.kela_income_support.person_key is 'Keyed hash (HMAC-SHA-256) of the identity code; the same key gives the same person_key.';
+comment on column staging.kela_income_support.person_key is 'Keyed hash of the identity code (HMAC-SHA-256, first 128 bits, as a UUID); the same key gives the same person_key.';
 comment on column staging.kela_income_support.birth_date is 'Date of birth derived from the identity code before it was dropped.';
 comment on column staging.kela_income_support.birth_year is 'Year of birth derived from the identity code.';
 comment on column staging.kela_income_support.sex is 'M or F, from the parity of the individual number of the identity code.';

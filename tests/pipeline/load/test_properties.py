@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.load import check_file, load_delivery
-from pipeline.load.checks import broken_rules
+from pipeline.load.checks import IdentityCodes, broken_rules, hetu_number
 from pipeline.load import files
 from pipeline.load.files import FileRuleBroken, classify, read_rows
-from pipeline.pseudonym import DEMO_KEY
+from pipeline.pseudonym import DEMO_KEY, Pseudonymiser
 from schemas.columns import AVAIN_COLUMNS, GOAL_DOMAINS, KELA_COLUMNS, KEYS, CheckContext
 from schemas.hetu import CHECK_ALPHABET
 from schemas.rows import explain
@@ -285,6 +285,20 @@ def contract_csv(draw: st.DrawFn) -> tuple[bytes, list[dict[str, str]]]:
     if draw(st.booleans()):
         body = "\ufeff" + body
     return body.encode("utf-8"), [{n: r[n] for n in names} for r in rows]
+
+
+@FAST
+@given(st.lists(st.one_of(hetu(), JUNK), min_size=1, max_size=10), st.lists(st.one_of(hetu(), JUNK), max_size=10))
+def test_identity_codes_remembered_across_files_equal_fresh_ones(first: list[str], second: list[str]) -> None:
+    """What a code yields does not depend on the files seen before it in the load, and the
+    integer a code is looked up by spells it exactly (two codes share one only if they are equal)."""
+    shared = IdentityCodes(pseudonymiser=Pseudonymiser(DEMO_KEY))
+    for codes in (first, second, first + second):
+        frame = pl.DataFrame({"hetu": codes}, schema={"hetu": pl.String})
+        fresh = IdentityCodes(pseudonymiser=Pseudonymiser(DEMO_KEY)).attach(frame)
+        assert shared.attach(frame).equals(fresh)
+    numbers = pl.DataFrame({"hetu": first + second}).select("hetu", hetu_number("hetu").alias("n")).drop_nulls()
+    assert numbers.unique().group_by("n").len()["len"].max() in (None, 1)
 
 
 @SLOW
