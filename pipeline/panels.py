@@ -112,8 +112,8 @@ def _reference_tables(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) 
 def check_grain(con: duckdb.DuckDBPyConnection, model: Model) -> int:
     """Rows of the model's table; :class:`PanelError` if its unique key is not unique."""
     key = ", ".join(model.key)
-    rows, distinct = con.execute(
-        f"select count(*), count(distinct ({key})) from {model.table}"
+    rows, distinct = con.execute(  # a group-by counts distinct keys faster than count(distinct (a, b))
+        f"select (select count(*) from {model.table}), (select count(*) from (select 1 from {model.table} group by {key}))"
     ).fetchall()[0]
     if rows != distinct:
         raise PanelError(f"{model.table}: {rows - distinct} duplicated ({key}) rows; its grain is one row per ({key})")
