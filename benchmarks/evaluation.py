@@ -112,6 +112,18 @@ def child_report(db: str, out: str) -> None:
     _emit(seconds=time.perf_counter() - t)
 
 
+def child_run(delivery: str, db: str, out: str) -> None:
+    """The whole evaluation in one process, as ``kokeilu run --no-orchestrate`` runs it."""
+    from pipeline.evaluation import run_evaluation
+    from pipeline.pseudonym import DEMO_KEY
+
+    d = Path(delivery)
+    t = time.perf_counter()
+    summary = run_evaluation(kela=d / "kela", avain=d / "avain", db=Path(db), out=Path(out), config=_config(),
+                             key=DEMO_KEY, corrections=d / "kela_correction" if (d / "kela_correction").is_dir() else None)
+    _emit(seconds=time.perf_counter() - t, stages=summary.seconds)
+
+
 def child_twfe_kokeilu(db: str) -> None:
     from pipeline import db as _db
     from pipeline.estimates import monthly_cells
@@ -154,6 +166,7 @@ def main() -> None:
         timings["generate national (not part of a run)"] = (m.seconds, m.peak_rss_bytes, {})
     work = Path(tempfile.mkdtemp(prefix="kokeilu-bench-", dir=args.work))
     db, bare, out = work / "evaluation.duckdb", work / "bare.duckdb", work / "outputs"
+    whole_db, whole_out = work / "whole.duckdb", work / "whole-outputs"
     try:
         stages = [
             ("bare DuckDB read_csv (baseline)", f"{HERE}:child_bare_read", [str(args.delivery), str(bare)]),
@@ -164,6 +177,7 @@ def main() -> None:
             ("report", f"{HERE}:child_report", [str(db), str(out)]),
             ("TWFE + CRV1, kokeilu (headline, from the panel)", f"{HERE}:child_twfe_kokeilu", [str(db)]),
             ("TWFE + CRV1, pyfixest (same regression)", f"{HERE}:child_twfe_pyfixest", [str(db)]),
+            (WHOLE, f"{HERE}:child_run", [str(args.delivery), str(whole_db), str(whole_out)]),
         ]
         for name, target, targs in stages:
             print(f"running: {name}", file=sys.stderr, flush=True)
@@ -176,12 +190,18 @@ def main() -> None:
     print(args.out.read_text(encoding="utf-8"))
 
 
+WHOLE = "whole run in one process (`kokeilu run --no-orchestrate`)"
+
+
 def render(timings: dict[str, tuple[float, int, dict]], args: argparse.Namespace) -> str:
     run_stages = ["load", "validate (expectation suites, Data Docs)", "panels",
                   "estimate + inference (every outcome, subgroup, robustness)", "report"]
     bare = timings["bare DuckDB read_csv (baseline)"]
-    total = sum(timings[s][0] for s in run_stages)
-    peak = max(timings[s][1] for s in run_stages)
+    staged = sum(timings[s][0] for s in run_stages)
+    whole = timings[WHOLE]
+    total = whole[0]
+    peak = max(whole[1], *(timings[s][1] for s in run_stages))
+    inside = ", ".join(f"{k} {v:.1f} s" for k, v in whole[2].get("stages", {}).items())
     ours = timings["TWFE + CRV1, kokeilu (headline, from the panel)"]
     theirs = timings["TWFE + CRV1, pyfixest (same regression)"]
     info = machine()
@@ -191,13 +211,14 @@ def render(timings: dict[str, tuple[float, int, dict]], args: argparse.Namespace
     lines = [
         "| stage | process wall (s) | of which the work itself (s) | peak RSS (GB) |", "|---|---:|---:|---:|",
         *[f"| {k} | {v[0]:.1f} | {work(v)} | {v[1] / GB:.2f} |" for k, v in timings.items()],
-        f"| **whole evaluation (load .. report)** | **{total:.1f}** | | **{peak / GB:.2f}** |",
+        f"| sum of the stages above, each in its own process (load .. report) | {staged:.1f} | | |",
         "",
-        "Process wall time includes starting Python and importing the stack (a run pays that once, not per stage);",
-        "the ratios below use it anyway, so they overstate kokeilu's share.",
+        "Process wall time includes starting Python and importing the stack; the stages in separate processes",
+        "pay that five times, the whole run once. The target compares the whole run in one process (process wall).",
         "",
         f"- rows read by the bare read: {bare[2].get('rows'):,}",
-        f"- whole evaluation / bare read: **{total / bare[0]:.2f}x** (target <= 3x)",
+        f"- whole run / bare read: **{total / bare[0]:.2f}x** (target <= 3x); inside the run: {inside}",
+        f"- stages in separate processes / bare read: {staged / bare[0]:.2f}x",
         f"- peak RSS of any stage: **{peak / GB:.2f} GB** (target <= 4 GB)",
         f"- TWFE kokeilu / pyfixest: **{ours[0] / theirs[0]:.3f}x** (target <= 1.0x); coefficient "
         f"{ours[2]['estimate']:.10f} vs {theirs[2]['estimate']:.10f}, CRV1 s.e. {ours[2]['std_error']:.8f} vs "
