@@ -17,7 +17,10 @@ Design
   (default 2,000,000). Above that the *same* checks run as DuckDB aggregate
   count queries and are recorded under the *same* check names, so a run on
   test data and a run on national data fill ``meta.validation_results`` alike.
-  Those DuckDB-side checks then do not appear in the Data Docs.
+  Those DuckDB-side checks then do not appear in the Data Docs. Uniqueness is
+  screened on 64-bit hashes in one scan and recounted exactly only when the
+  screen flags a group; the DuckDB-side checks run in a worker thread on a
+  cursor of their own while GX is imported and runs its suites.
 * Volume checks always run in GX, on small per-month aggregate frames computed
   in DuckDB (one row per month): the ratio of each month's row count to the
   median of its calendar neighbours (previous and next month; a month missing
@@ -28,7 +31,8 @@ Design
   ``source = 'expectation'`` and ``check_name`` = expectation type plus its
   columns, e.g. ``expect_compound_columns_to_be_unique(person_key,month)``.
 * GX works in a throw-away File data context in a temporary directory (nothing
-  lands in the current working directory); its Data Docs site is copied to
+  lands in the current working directory); its Data Docs site is built once,
+  after all suites have run, and copied to
   ``docs_dir`` so that ``docs_dir/index.html`` exists after the call.
   Analytics and progress bars are switched off; ``great_expectations`` is
   imported lazily, inside :func:`run_quality_checks`.
@@ -41,6 +45,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,17 +186,15 @@ def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 
 def _unexpected_sql(table: str, check: Check) -> tuple[str, list[Any]]:
-    """A query (and its bound parameters) counting the rows that break ``check``.
+    """A query (and its bound parameters) counting the rows that break a not-null, range or code-set check.
 
-    It counts the rows GX would count: every row of a duplicated key group, and
-    for ranges and code sets only non-null values. Table and column names come
-    from this module's constants; values are bound.
+    It counts the rows GX would count: for ranges and code sets only non-null
+    values. Each is a single filtered count, which DuckDB answers from column
+    statistics and NOT NULL constraints where it can, so separate small queries
+    beat one combined scan. Table and column names come from this module's
+    constants; values are bound.
     """
-    cols = ", ".join(check.columns)
     col = check.columns[0]
-    if check.kind == "expect_compound_columns_to_be_unique":
-        sql = f"select coalesce(sum(n), 0) from (select count(*) as n from {table} group by {cols} having count(*) > 1)"
-        return sql, []
     if check.kind == "expect_column_values_to_not_be_null":
         return f"select count(*) from {table} where {col} is null", []
     if check.kind == "expect_column_values_to_be_between":
@@ -202,6 +205,72 @@ def _unexpected_sql(table: str, check: Check) -> tuple[str, list[Any]]:
         marks = ", ".join("?" * len(values))
         return f"select count(*) from {table} where {col} is not null and {col} not in ({marks})", values
     raise ValueError(f"no DuckDB form for {check.kind}: expected unique, not-null, between or in-set")
+
+
+MAX_MONTH_SLOTS = 127
+"""Months a date key column may span for the month-bitmap uniqueness screen (bits of a HUGEINT)."""
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column name to DuckDB type name of a ``schema.table``."""
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?",
+        table.split("."),
+    ).fetchall()
+    return {name: str(kind).upper() for name, kind in rows}
+
+
+def _duplicate_screen(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> tuple[str, str, list[Any]]:
+    """A query returning hash values ``h`` that cover every duplicated key, its hash expression and parameters.
+
+    Grouping 23 M rows by a long text key is the cost of the uniqueness check,
+    so the screen groups by a 64-bit ``hash`` instead. When one key column is a
+    DATE spanning at most :data:`MAX_MONTH_SLOTS` months, rows are grouped by
+    the hash of the *other* key columns (about one group per person) and each
+    group sets one bit per calendar month; a group holding more rows than bits
+    set may hold a duplicate. Otherwise rows are grouped by the hash of the
+    whole key. A true duplicate always lands in a flagged group; a hash
+    collision or two dates in one month only flags a group for the exact
+    recount. ``hash`` takes any column type.
+    """
+    types = _column_types(con, table)
+    date_col = next((c for c in columns if types.get(c) == "DATE"), None)
+    rest = [c for c in columns if c != date_col]
+    if date_col is not None and rest:
+        lo, span = con.execute(
+            f"select min({date_col}), datediff('month', min({date_col}), max({date_col})) from {table}"
+        ).fetchall()[0]
+        if span is not None and span < MAX_MONTH_SLOTS:
+            key = f"hash({', '.join(rest)})"
+            bit = f"1::hugeint << datediff('month', ?, {date_col})::hugeint"
+            sql = (f"select {key} as h from {table} group by h "
+                   f"having count(*) <> coalesce(bit_count(bit_or({bit})), 0)")
+            return sql, key, [lo]
+    key = f"hash({', '.join(columns)})"
+    return f"select {key} as h from {table} group by h having count(*) > 1", key, []
+
+
+def _duplicated_rows(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> int:
+    """Rows in duplicated key groups, counted as GX does (every row of such a group).
+
+    A hash screen (:func:`_duplicate_screen`) finds the candidate groups in one
+    scan; only when it flags any are the candidates recounted exactly on their
+    real key values, so the count is exact whatever the key's column types.
+    """
+    screen, key, params = _duplicate_screen(con, table, columns)
+    if _scalar(con, f"select count(*) from ({screen})", params) == 0:
+        return 0
+    cols = ", ".join(columns)
+    exact = (f"select coalesce(sum(n), 0) from (select count(*) as n from {table} "
+             f"where {key} in ({screen}) group by {cols} having count(*) > 1)")
+    return _scalar(con, exact, params)
+
+
+def _unexpected(con: duckdb.DuckDBPyConnection, table: str, check: Check) -> int:
+    """Rows of ``table`` that break ``check``, counted in DuckDB."""
+    if check.kind == "expect_compound_columns_to_be_unique":
+        return _duplicated_rows(con, table, check.columns)
+    return _scalar(con, *_unexpected_sql(table, check))
 
 
 def _describe(check: Check) -> str:
@@ -220,7 +289,7 @@ def _duckdb_outcomes(con: duckdb.DuckDBPyConnection, table: str, checks: Sequenc
     """Run row-level checks as DuckDB count queries (for tables too large for a frame)."""
     out = []
     for check in checks:
-        unexpected = _scalar(con, *_unexpected_sql(table, check))
+        unexpected = _unexpected(con, table, check)
         out.append(Outcome(
             check.name, table, unexpected == 0, n_rows, unexpected,
             f"{_describe(check)}: {unexpected} of {n_rows} rows unexpected (DuckDB aggregate, table > frame limit)",
@@ -232,13 +301,8 @@ def _duckdb_outcomes(con: duckdb.DuckDBPyConnection, table: str, checks: Sequenc
 def _frame(con: duckdb.DuckDBPyConnection, table: str, checks: Sequence[Check]) -> pd.DataFrame:
     """The columns the checks need, as a pandas frame (decimals as doubles)."""
     cols = sorted({c for check in checks for c in check.columns})
-    types = dict(con.execute(
-        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?",
-        table.split("."),
-    ).fetchall())
-    select = ", ".join(
-        f"cast({c} as double) as {c}" if str(types.get(c, "")).upper().startswith("DECIMAL") else c for c in cols
-    )
+    types = _column_types(con, table)
+    select = ", ".join(f"cast({c} as double) as {c}" if types.get(c, "").startswith("DECIMAL") else c for c in cols)
     return con.sql(f"select {select} from {table}").df()
 
 
@@ -279,7 +343,12 @@ class _Gx:
             pass
 
     def validate(self, name: str, frame: pd.DataFrame, checks: Sequence[Check], target: str, unit: str) -> list[Outcome]:
-        """Validate ``frame`` against ``checks`` as suite ``name`` and update the Data Docs."""
+        """Validate ``frame`` against ``checks`` as suite ``name``; the result is stored for the Data Docs.
+
+        The Data Docs are built once, by :meth:`docs_index`, after all suites
+        have run: rebuilding the site after each checkpoint re-rendered every
+        page each time.
+        """
         gx = self.gx
         suite = self.context.suites.add(gx.ExpectationSuite(name=name))
         for check in checks:
@@ -290,10 +359,7 @@ class _Gx:
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
         checkpoint = self.context.checkpoints.add(gx.Checkpoint(
-            name=f"{name}_checkpoint",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
-            result_format="SUMMARY",
+            name=f"{name}_checkpoint", validation_definitions=[definition], result_format="SUMMARY",
         ))
         result = checkpoint.run(batch_parameters={"dataframe": frame})
         outcomes: list[Outcome] = []
@@ -366,15 +432,28 @@ def _outcome(result: Any, target: str, unit: str) -> Outcome:
 # --------------------------------------------------------------------------- entry point
 
 
-def _table_outcomes(
-    con: duckdb.DuckDBPyConnection, gxc: _Gx, table: str, n_rows: int, max_frame_rows: int
-) -> list[Outcome]:
-    """Row-level checks of one table: GX on its frame if small enough, else DuckDB counts."""
-    checks = ROW_CHECKS[table]
-    if n_rows > max_frame_rows:
-        return _duckdb_outcomes(con, table, checks, n_rows)
-    frame = _frame(con, table, checks)
-    return gxc.validate(table.replace(".", "__"), frame, checks, table, "rows")
+def _large_table_counts(
+    pool: ThreadPoolExecutor, con: duckdb.DuckDBPyConnection, table: str, n_rows: int
+) -> Future[list[Outcome]]:
+    """Start the DuckDB-side row checks of a large table in a worker thread, on a cursor of its own.
+
+    DuckDB releases the GIL while it scans, so the scan runs while this thread
+    imports GX and runs the GX suites. The cursor is a second connection to the
+    same database and sees committed rows only: when ``con`` holds rows the
+    cursor cannot see (an open transaction), the checks run here on ``con``.
+    """
+    cursor = con.cursor()
+    if _row_count(cursor, table) != n_rows:
+        cursor.close()
+        done: Future[list[Outcome]] = Future()
+        done.set_result(_duckdb_outcomes(con, table, ROW_CHECKS[table], n_rows))
+        return done
+
+    def count() -> list[Outcome]:
+        with cursor:
+            return _duckdb_outcomes(cursor, table, ROW_CHECKS[table], n_rows)
+
+    return pool.submit(count)
 
 
 def _monthly_outcomes(con: duckdb.DuckDBPyConnection, gxc: _Gx) -> list[Outcome]:
@@ -411,18 +490,23 @@ def run_quality_checks(
     """
     docs_dir = Path(docs_dir)
     execute_file(con, "meta/validation_results.sql")
-    sizes = {table: _row_count(con, table) for table in ROW_CHECKS}
-    outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="kokeilu-gx-") as tmp:
+    counted = {table: _row_count(con, table) for table in ROW_CHECKS}
+    sizes = {table: n for table, n in counted.items() if n > 0}
+    parts: dict[str, list[Outcome]] = {}
+    with ThreadPoolExecutor(max_workers=1) as pool, tempfile.TemporaryDirectory(prefix="kokeilu-gx-") as tmp:
+        counts = {t: _large_table_counts(pool, con, t, n) for t, n in sizes.items() if n > max_frame_rows}
         gxc = _Gx(Path(tmp))
-        for table, n_rows in sizes.items():
-            if n_rows == 0:
-                continue
-            outcomes.extend(_table_outcomes(con, gxc, table, n_rows, max_frame_rows))
+        monthly: list[Outcome] = []
+        for table in sizes:
+            checks = ROW_CHECKS[table]
+            if table not in counts:
+                parts[table] = gxc.validate(table.replace(".", "__"), _frame(con, table, checks), checks, table, "rows")
             if table == KELA:
-                outcomes.extend(_monthly_outcomes(con, gxc))
+                monthly = _monthly_outcomes(con, gxc)
         index = gxc.docs_index()
         _copy_site(index.parent, docs_dir)
+        parts |= {table: future.result() for table, future in counts.items()}
+    outcomes = [o for table in sizes for o in parts[table] + (monthly if table == KELA else [])]
     _record(con, run_id, outcomes)
     return {
         "expectations": len(outcomes),

@@ -3,7 +3,7 @@
 :func:`build_report` reads the results of a run from the DuckDB results
 database (read-only) and writes one self-contained ``index.html``: tables of
 the difference-in-differences estimates with every p-value computed, event
-study and trend plots as inline PNG images, the robustness checks
+study and trend plots as inline SVG images, the robustness checks
 (synthetic DiD, leave one municipality out, HonestDiD sensitivity, the
 anticipation rerun), the cost view and the data validation summary. Any
 results table may be missing or empty; its section then says so instead of
@@ -18,7 +18,6 @@ printed.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 from collections import defaultdict
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import duckdb
 import jinja2
@@ -78,10 +78,10 @@ class Settings:
 
 @dataclass
 class Plot:
-    """One inline figure with its caption."""
+    """One inline figure (an SVG data URI) with its caption."""
 
     title: str
-    png_base64: str
+    src: str
     note: str | None = None
 
 
@@ -427,39 +427,220 @@ def validation_summary(rows: list[Row] | None, threshold: int) -> Row | None:
     return {"by_source": dict(sorted(counts.items())), "failed": failed}
 
 
+# --- SVG figures ----------------------------------------------------------
+#
+# Figures are small SVG documents written here: band, line, interval and marker
+# plots on linear axes need nothing more, and a plotting library's import and
+# layout passes cost seconds per report. Each figure is embedded as a base64
+# data URI in an <img>, so its tick labels never mix with the page's text.
+
+COLORS = {"tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "grey": "#808080", "black": "#000000"}
+FONT_PX = 11
+CHAR_PX = 0.6 * FONT_PX
+"""Approximate width of one character of the figure font, for margins and legends."""
+LEGEND_ROW_PX = 18
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+def data_limits(values: Iterable[Any], pad: float = 0.05) -> tuple[float, float]:
+    """The range of the finite values, widened by ``pad`` of it on each side (never empty)."""
+    finite = [float(v) for v in values if _finite(v)]
+    if not finite:
+        return (-1.0, 1.0)
+    lo, hi = min(finite), max(finite)
+    margin = (hi - lo) * pad if hi > lo else (abs(lo) * pad or 0.5)
+    return (lo - margin, hi + margin)
+
+
+def nice_ticks(lo: float, hi: float, target: int = 8) -> list[tuple[float, str]]:
+    """About ``target`` round tick values within [lo, hi], each with its label."""
+    raw = (hi - lo) / max(target - 1, 1)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw * (1 - 1e-9))
+    decimals = next(d for d in range(15) if abs(round(step, d) - step) <= step * 1e-6)
+    first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    return [(k * step, f"{k * step:.{decimals}f}".replace("-", "\u2212")) for k in range(first, last + 1)]
+
+
+def _runs(points: Sequence[tuple[Any, ...]]) -> list[list[tuple[float, ...]]]:
+    """Stretches of two or more consecutive points with finite coordinates (a gap breaks a line or band)."""
+    runs: list[list[tuple[float, ...]]] = [[]]
+    for p in points:
+        if all(_finite(v) for v in p):
+            runs[-1].append(tuple(float(v) for v in p))
+        elif runs[-1]:
+            runs.append([])
+    return [r for r in runs if len(r) > 1]
+
+
+def _text(x: float, y: float, text: str, anchor: str = "middle", **attrs: Any) -> str:
+    """A text element; lines split at newlines, centred vertically on ``y``."""
+    lines = text.split("\n")
+    extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
+    first = y - (len(lines) - 1) * FONT_PX * 0.6
+    spans = "".join(f'<tspan x="{x:.1f}" y="{first + i * FONT_PX * 1.2:.1f}" dy="0.35em">{escape(line)}</tspan>'
+                    for i, line in enumerate(lines))
+    return f'<text text-anchor="{anchor}"{extra}>{spans}</text>'
+
+
+class Panel:
+    """One plot area of an SVG figure: linear scales from data to pixels and the marks drawn in it."""
+
+    def __init__(self, box: tuple[float, float, float, float], xlim: tuple[float, float],
+                 ylim: tuple[float, float], name: str = "panel") -> None:
+        self.left, self.top, self.width, self.height = box
+        self.xlim, self.ylim, self.name = xlim, ylim, name
+        self.marks: list[str] = []
+
+    def x(self, v: float) -> float:
+        return self.left + (v - self.xlim[0]) / (self.xlim[1] - self.xlim[0]) * self.width
+
+    def y(self, v: float) -> float:
+        return self.top + (self.ylim[1] - v) / (self.ylim[1] - self.ylim[0]) * self.height
+
+    def line(self, xs: Sequence[Any], ys: Sequence[Any], color: str, width: float = 1.5,
+             dashed: bool = False, opacity: float = 1.0, cap: str = "round") -> None:
+        """A polyline through the points, broken where a value is missing."""
+        dash = ' stroke-dasharray="5,3"' if dashed else ""
+        for run in _runs(list(zip(xs, ys, strict=True))):
+            pts = " ".join(f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in run)
+            self.marks.append(f'<polyline points="{pts}" fill="none" stroke="{COLORS[color]}" stroke-width="{width}" '
+                              f'stroke-opacity="{opacity}" stroke-linecap="{cap}"{dash}/>')
+
+    def band(self, xs: Sequence[Any], lows: Sequence[Any], highs: Sequence[Any], color: str,
+             opacity: float = 0.25) -> None:
+        """A filled band between two series, broken where a bound is missing."""
+        for run in _runs(list(zip(xs, lows, highs, strict=True))):
+            outline = [(x, lo) for x, lo, _ in run] + [(x, hi) for x, _, hi in reversed(run)]
+            pts = " ".join(f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in outline)
+            self.marks.append(f'<polygon points="{pts}" fill="{COLORS[color]}" fill-opacity="{opacity}"/>')
+
+    def hline(self, v: float, color: str, width: float = 1.0, dashed: bool = False) -> None:
+        self.line(self.xlim, (v, v), color, width, dashed, cap="butt")
+
+    def vline(self, v: float, color: str, width: float = 1.0, dashed: bool = False) -> None:
+        self.line((v, v), self.ylim, color, width, dashed, cap="butt")
+
+    def xspan(self, x0: float, x1: float, color: str, opacity: float) -> None:
+        left, right = self.x(max(x0, self.xlim[0])), self.x(min(x1, self.xlim[1]))
+        if right > left:
+            self.marks.append(f'<rect x="{left:.1f}" y="{self.top:.1f}" width="{right - left:.1f}" '
+                              f'height="{self.height:.1f}" fill="{COLORS[color]}" fill-opacity="{opacity}"/>')
+
+    def marker(self, x: float, y: float, color: str, shape: str = "o", size: float = 3.0) -> None:
+        """A circle (``o``) or a triangle pointing up (``^``) or down (``v``)."""
+        px, py = self.x(x), self.y(y)
+        if shape == "o":
+            self.marks.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{size}" fill="{COLORS[color]}"/>')
+            return
+        tip = -size if shape == "^" else size
+        self.marks.append(f'<polygon points="{px:.1f},{py + tip:.1f} {px - size:.1f},{py - tip:.1f} '
+                          f'{px + size:.1f},{py - tip:.1f}" fill="{COLORS[color]}"/>')
+
+    def note(self, text: str) -> None:
+        self.marks.append(_text(self.left + self.width / 2, self.top + self.height / 2, text, fill=COLORS["grey"]))
+
+    def svg(self, xticks: Sequence[tuple[float, str]], yticks: Sequence[tuple[float, str]],
+            xlabel: str, ylabel: str | None = None) -> str:
+        """The panel's marks clipped to its frame, with its ticks and axis labels."""
+        bottom, right = self.top + self.height, self.left + self.width
+        parts = [f'<clipPath id="{self.name}"><rect x="{self.left:.1f}" y="{self.top:.1f}" '
+                 f'width="{self.width:.1f}" height="{self.height:.1f}"/></clipPath>',
+                 f'<g clip-path="url(#{self.name})">{"".join(self.marks)}</g>',
+                 f'<rect x="{self.left:.1f}" y="{self.top:.1f}" width="{self.width:.1f}" height="{self.height:.1f}" '
+                 f'fill="none" stroke="#000" stroke-width="0.8"/>']
+        for v, label in xticks:
+            if self.xlim[0] <= v <= self.xlim[1]:
+                px = self.x(v)
+                parts.append(f'<line x1="{px:.1f}" y1="{bottom:.1f}" x2="{px:.1f}" y2="{bottom + 4:.1f}" '
+                             'stroke="#000"/>')
+                parts.append(_text(px, bottom + 12, label))
+        for v, label in yticks:
+            if self.ylim[0] <= v <= self.ylim[1]:
+                py = self.y(v)
+                parts.append(f'<line x1="{self.left - 4:.1f}" y1="{py:.1f}" x2="{self.left:.1f}" y2="{py:.1f}" '
+                             'stroke="#000"/>')
+                parts.append(_text(self.left - 7, py, label, anchor="end"))
+        if xlabel:
+            parts.append(_text((self.left + right) / 2, bottom + 30, xlabel))
+        if ylabel:
+            x = max(10.0, self.left - 7 - CHAR_PX * max(len(label) for _, label in yticks or [(0, "")]) - 12)
+            parts.append(_text(x, self.top + self.height / 2, ylabel,
+                               transform=f"rotate(-90 {x:.1f} {self.top + self.height / 2:.1f})"))
+        return "".join(parts)
+
+
+def _swatch(kind: str, color: str, x: float, y: float) -> str:
+    """The legend symbol of one entry, 24 px wide, starting at ``x`` and centred on ``y``."""
+    c = COLORS[color]
+    if kind == "patch":
+        return f'<rect x="{x:.1f}" y="{y - 5:.1f}" width="24" height="10" fill="{c}" fill-opacity="0.25"/>'
+    if kind == "point":
+        return f'<circle cx="{x + 12:.1f}" cy="{y:.1f}" r="3" fill="{c}"/>'
+    width = {"bar": 5, "line": 1.5, "dashed": 1, "line_point": 1.5}[kind]
+    style = ' stroke-dasharray="5,3"' if kind == "dashed" else ' stroke-opacity="0.6"' if kind == "bar" else ""
+    line = (f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x + 24:.1f}" y2="{y:.1f}" stroke="{c}" '
+            f'stroke-width="{width}"{style}/>')
+    return line + (f'<circle cx="{x + 12:.1f}" cy="{y:.1f}" r="3" fill="{c}"/>' if kind == "line_point" else "")
+
+
+def legend(entries: Sequence[tuple[str, str, str]], centre: float, top: float, columns: int) -> str:
+    """Legend entries ``(label, kind, color)`` in rows of ``columns``, centred on ``centre``."""
+    if not entries:
+        return ""
+    width = legend_width(entries, 1)
+    left = centre - width * min(columns, len(entries)) / 2
+    parts = []
+    for i, (label, kind, color) in enumerate(entries):
+        x, y = left + (i % columns) * width, top + (i // columns + 0.5) * LEGEND_ROW_PX
+        parts.append(_swatch(kind, color, x, y) + _text(x + 30, y, label, anchor="start"))
+    return "".join(parts)
+
+
+def legend_width(entries: Sequence[tuple[str, str, str]], columns: int) -> float:
+    """Pixels a legend of ``columns`` columns needs (each as wide as the longest label)."""
+    return (34 + CHAR_PX * max((len(label) for label, _, _ in entries), default=0)) * min(columns, len(entries))
+
+
+def legend_height(n_entries: int, columns: int) -> float:
+    return math.ceil(n_entries / columns) * LEGEND_ROW_PX + 6 if n_entries else 0.0
+
+
+def svg_data_uri(width: float, height: float, body: str) -> str:
+    """A complete SVG document as a base64 data URI for an ``<img>``."""
+    doc = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+           f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans, Arial, sans-serif" '
+           f'font-size="{FONT_PX}"><rect width="100%" height="100%" fill="#fff"/>{body}</svg>')
+    return "data:image/svg+xml;base64," + base64.b64encode(doc.encode("utf-8")).decode("ascii")
+
+
 # --- plots ----------------------------------------------------------------
 
-def new_figure(width: float = 6.4, height: float = 3.4) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def to_base64_png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def _value(v: Any) -> float:
+    return math.nan if v is None else float(v)
 
 
 def event_study_plot(rows: list[Row]) -> str:
+    """Estimates by month relative to the pilot start with their 95% band."""
     rows = sorted(rows, key=lambda r: r["event_time"])
-    t = [r["event_time"] for r in rows]
-    fig = new_figure()
-    ax = fig.add_subplot()
-    low = [math.nan if r["ci_low"] is None else r["ci_low"] for r in rows]
-    high = [math.nan if r["ci_high"] is None else r["ci_high"] for r in rows]
-    ax.fill_between(t, low, high, alpha=0.25, color="tab:blue", linewidth=0, label="95% CI")
-    ax.plot(t, [math.nan if r["estimate"] is None else r["estimate"] for r in rows],
-            marker="o", markersize=3, color="tab:blue", label="estimate")
-    ax.axvline(-0.5, color="grey", linestyle="--", linewidth=1)
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("months relative to pilot start")
-    ax.set_ylabel("effect")
-    ax.legend(loc="best", fontsize="small")
-    return to_base64_png(fig)
+    t = [float(r["event_time"]) for r in rows]
+    est, low, high = ([_value(r[k]) for r in rows] for k in ("estimate", "ci_low", "ci_high"))
+    entries = [("95% CI", "patch", "tab:blue"), ("estimate", "line_point", "tab:blue")]
+    width, height = 640.0, 340.0
+    box = (72.0, 12.0, width - 72.0 - 16.0, height - 12.0 - 44.0 - legend_height(len(entries), 2))
+    panel = Panel(box, data_limits([*t, -0.5]), data_limits([*est, *low, *high, 0.0]))
+    panel.band(t, low, high, "tab:blue")
+    panel.vline(-0.5, "grey", dashed=True)
+    panel.hline(0.0, "black", 0.8)
+    panel.line(t, est, "tab:blue")
+    for x, y in zip(t, est, strict=True):
+        if _finite(y):
+            panel.marker(x, y, "tab:blue", size=2.5)
+    body = panel.svg(nice_ticks(*panel.xlim), nice_ticks(*panel.ylim), "months relative to pilot start", "effect")
+    return svg_data_uri(width, height, body + legend(entries, width / 2, box[1] + box[3] + 44.0, 2))
 
 
 def pretrend_note(test: Row | None) -> str:
@@ -505,20 +686,21 @@ def trend_data(con: duckdb.DuckDBPyConnection, outcome: str) -> list[Row] | None
 
 
 def trend_plot(outcome: str, rows: list[Row]) -> str:
-    import matplotlib.dates as mdates
-
-    fig = new_figure()
-    ax = fig.add_subplot()
-    for treated, label, color in ((True, "pilot municipalities", "tab:orange"),
-                                  (False, "comparison municipalities", "tab:blue")):
-        series = [r for r in rows if bool(r["treated"]) is treated]
-        ax.plot([r["month"] for r in series], [r["mean"] for r in series], label=label, color=color)
-    ax.axvspan(PILOT_START, PILOT_END, color="grey", alpha=0.15, zorder=0, label="pilot period 2018–2019")
-    ax.xaxis.set_major_locator(mdates.YearLocator())
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
-    ax.set_ylabel(f"mean {outcome}")
-    ax.legend(loc="best", fontsize="small")
-    return to_base64_png(fig)
+    """Monthly means of pilot and comparison municipalities over the shaded pilot period."""
+    day = {id(r): float(r["month"].toordinal()) for r in rows}
+    series = [("pilot municipalities", "tab:orange", [r for r in rows if bool(r["treated"])]),
+              ("comparison municipalities", "tab:blue", [r for r in rows if not bool(r["treated"])])]
+    entries = [(label, "line", color) for label, color, _ in series] + [("pilot period 2018–2019", "patch", "grey")]
+    width, height = 640.0, 340.0
+    box = (72.0, 12.0, width - 72.0 - 16.0, height - 12.0 - 30.0 - legend_height(len(entries), 3))
+    panel = Panel(box, data_limits(day.values()), data_limits(r["mean"] for r in rows))
+    panel.xspan(PILOT_START.toordinal(), PILOT_END.toordinal(), "grey", 0.15)
+    for _, color, points in series:
+        panel.line([day[id(r)] for r in points], [_value(r["mean"]) for r in points], color)
+    first, last = (date.fromordinal(int(v)).year for v in panel.xlim)
+    years = [(float(date(y, 1, 1).toordinal()), str(y)) for y in range(first, last + 1)]
+    body = panel.svg(years, nice_ticks(*panel.ylim), "", f"mean {outcome}")
+    return svg_data_uri(width, height, body + legend(entries, width / 2, box[1] + box[3] + 26.0, 3))
 
 
 def trend_plots(con: duckdb.DuckDBPyConnection) -> list[Plot]:
@@ -588,15 +770,16 @@ def leave_one_out_plot(outcome: str, rows: list[Row], full: dict[str, Row], thre
              and not _withheld(r, threshold) and r.get("estimate") is not None}
     labels = [f"without {code}" + ("" if code in shown else " (suppressed)") for code in treated]
     labels += ["comparison municipalities,\none left out at a time"] if comparison else []
-    fig = new_figure(7.2, 0.45 * len(labels) + 2.0)
-    ax = fig.add_subplot()
+    marks: list[tuple[str, Any]] = []  # what to draw, once the x-range is known
+    entries: list[tuple[str, str, str]] = []
     for k, est in enumerate(ROBUST_ESTIMATORS):
         color, offset = ESTIMATOR_COLORS[est], 0.15 - 0.3 * k
         label = ESTIMATOR_LABELS[est]
         ref = full.get(est)
         if ref is not None and not _withheld(ref, threshold) and ref.get("estimate") is not None:
-            ax.axvline(ref["estimate"], color=color, linestyle="--", linewidth=1, label=f"{label}, all municipalities")
-        legend: str | None = f"{label}, without one pilot municipality"
+            marks.append(("ref", (ref["estimate"], color)))
+            entries.append((f"{label}, all municipalities", "dashed", color))
+        drawn = False
         for i, code in enumerate(treated):
             r = next((r for r in rows if r["analysis"] == "leave_one_out_treated" and r["estimator"] == est
                       and r["variant"].split("=", 1)[-1] == code), None)
@@ -604,20 +787,35 @@ def leave_one_out_plot(outcome: str, rows: list[Row], full: dict[str, Row], thre
                 continue
             y = len(labels) - 1 - i + offset
             if _has_interval(r):
-                ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, linewidth=1.2)
-            ax.plot([r["estimate"]], [y], "o", color=color, markersize=4, label=legend)
-            legend = None
+                marks.append(("interval", (r["ci_low"], r["ci_high"], y, color)))
+            marks.append(("point", (r["estimate"], y, color)))
+            drawn = True
+        if drawn:
+            entries.append((f"{label}, without one pilot municipality", "line_point", color))
         spread = [r["estimate"] for r in comparison if r["estimator"] == est
                   and not _withheld(r, threshold) and r.get("estimate") is not None]
         if spread:
-            ax.plot([min(spread), max(spread)], [offset, offset], color=color, linewidth=5, alpha=0.6,
-                    solid_capstyle="butt", label=f"{label}, range without one comparison municipality")
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(labels)), labels[::-1])
-    ax.set_ylim(-0.6, len(labels) - 0.4)
-    ax.set_xlabel(f"effect on {outcome} (95% interval)")
-    fig.legend(loc="outside lower center", fontsize="x-small", ncols=2, frameon=False)
-    return to_base64_png(fig)
+            marks.append(("range", (min(spread), max(spread), offset, color)))
+            entries.append((f"{label}, range without one comparison municipality", "bar", color))
+    xs = [0.0] + [v for kind, m in marks for v in (m[:1] if kind in ("ref", "point") else m[:2])]
+    left = 20.0 + CHAR_PX * max(len(line) for label in labels for line in label.split("\n"))
+    width = max(720.0, legend_width(entries, 2) + 20.0)
+    plot_height = 45.0 * len(labels) + 60.0
+    height = 12.0 + plot_height + 44.0 + legend_height(len(entries), 2)
+    panel = Panel((left, 12.0, width - left - 16.0, plot_height), data_limits(xs), (-0.6, len(labels) - 0.4))
+    for kind, m in marks:
+        if kind == "ref":
+            panel.vline(m[0], m[1], dashed=True)
+        elif kind == "interval":
+            panel.line(m[:2], (m[2], m[2]), m[3], 1.2)
+        elif kind == "point":
+            panel.marker(m[0], m[1], m[2], size=3.0)
+        else:
+            panel.line(m[:2], (m[2], m[2]), m[3], 5.0, opacity=0.6, cap="butt")
+    panel.vline(0.0, "black", 0.8)
+    yticks = [(float(len(labels) - 1 - i), label) for i, label in enumerate(labels)]
+    body = panel.svg(nice_ticks(*panel.xlim), yticks, f"effect on {outcome} (95% interval)")
+    return svg_data_uri(width, height, body + legend(entries, width / 2, 12.0 + plot_height + 40.0, 2))
 
 
 def sensitivity_rows(rows: list[Row], threshold: int) -> list[Row]:
@@ -653,29 +851,35 @@ def sensitivity_plot(outcome: str, rows: list[Row], threshold: int) -> str | Non
     if not any(series.values()):
         return None
     limits = _clip_limits([r for s in series.values() for r in s])
-    fig = new_figure(8.0, 3.2)
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, (analysis, xlabel) in zip(axes, panels, strict=True):
+    plotted = [r for s in series.values() for r in s]
+    ylim = limits if limits is not None else data_limits(
+        [0.0, *(r["ci_low"] for r in plotted), *(r["ci_high"] for r in plotted),
+         *(s[0]["estimate"] for s in series.values() if s and s[0].get("estimate") is not None)])
+    width, height, left, gap = 800.0, 320.0, 72.0, 16.0
+    panel_width = (width - left - 16.0 - gap) / 2
+    body = []
+    for k, (analysis, xlabel) in enumerate(panels):
         points = series[analysis]
+        box = (left + k * (panel_width + gap), 12.0, panel_width, height - 12.0 - 44.0)
+        panel = Panel(box, data_limits([r["parameter"] for r in points] or [0.0, 1.0]), ylim, name=analysis)
         for r in points:
             low, high = r["ci_low"], r["ci_high"]
             if limits is not None:
                 low, high = max(low, limits[0]), min(high, limits[1])
                 if r["ci_low"] < limits[0]:
-                    ax.plot([r["parameter"]], [limits[0]], "v", color="tab:blue", markersize=6)
+                    panel.marker(r["parameter"], limits[0] + 0.02 * (limits[1] - limits[0]), "tab:blue", "v", 5.0)
                 if r["ci_high"] > limits[1]:
-                    ax.plot([r["parameter"]], [limits[1]], "^", color="tab:blue", markersize=6)
-            ax.plot([r["parameter"], r["parameter"]], [low, high], color="tab:blue", linewidth=2)
+                    panel.marker(r["parameter"], limits[1] - 0.02 * (limits[1] - limits[0]), "tab:blue", "^", 5.0)
+            panel.line((r["parameter"], r["parameter"]), (low, high), "tab:blue", 2.0, cap="butt")
         if points and points[0].get("estimate") is not None:
-            ax.axhline(points[0]["estimate"], color="tab:blue", linestyle="--", linewidth=1)
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xlabel(xlabel)
+            panel.hline(points[0]["estimate"], "tab:blue", dashed=True)
+        panel.hline(0.0, "black", 0.8)
         if not points:
-            ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", color="grey")
-    if limits is not None:
-        axes[0].set_ylim(*limits)
-    axes[0].set_ylabel(f"robust 95% set, {outcome}")
-    return to_base64_png(fig)
+            panel.note("not available")
+        yticks = nice_ticks(*ylim) if k == 0 else [(v, "") for v, _ in nice_ticks(*ylim)]
+        body.append(panel.svg(nice_ticks(*panel.xlim), yticks, xlabel,
+                              f"robust 95% set, {outcome}" if k == 0 else None))
+    return svg_data_uri(width, height, "".join(body))
 
 
 def _clip_limits(rows: list[Row]) -> tuple[float, float] | None:
@@ -768,18 +972,18 @@ def robustness_sections(estimates: list[Row], rows: list[Row] | None, threshold:
     sections = []
     for outcome in sorted(outcomes, key=outcome_key):
         checks, full = by_outcome.get(outcome, []), full_by_outcome.get(outcome, {})
-        loo_png = leave_one_out_plot(outcome, checks, full, threshold)
-        honest_png = sensitivity_plot(outcome, checks, threshold)
+        loo_svg = leave_one_out_plot(outcome, checks, full, threshold)
+        honest_svg = sensitivity_plot(outcome, checks, threshold)
         table, text = anticipation_rows(checks, full, threshold)
         sections.append(OutcomeRobustness(
             outcome=outcome,
             estimators=[estimate_cells(full[e], threshold) | {"label": ESTIMATOR_LABELS[e]}
                         for e in COMPARED_ESTIMATORS if e in full],
-            leave_one_out=None if loo_png is None else Plot(f"{outcome}: leave one municipality out", loo_png),
+            leave_one_out=None if loo_svg is None else Plot(f"{outcome}: leave one municipality out", loo_svg),
             leave_one_out_rows=(leave_one_out_rows(checks, full, threshold)
                                 if any(r["analysis"].startswith("leave_one_out") for r in checks) else []),
-            sensitivity=None if honest_png is None else Plot(f"{outcome}: sensitivity to parallel trends",
-                                                               honest_png),
+            sensitivity=None if honest_svg is None else Plot(f"{outcome}: sensitivity to parallel trends",
+                                                               honest_svg),
             sensitivity_rows=sensitivity_rows(checks, threshold),
             sensitivity_centre=sensitivity_centre(checks, threshold),
             breakdown=breakdown_text(next((r for r in checks if r["analysis"] == "honest_breakdown"), None),

@@ -26,10 +26,15 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield c
 
 
+def _key(person: int) -> str:
+    """A person_key that fits both a UUID and a text column."""
+    return f"00000000-0000-4000-8000-{person:012d}"
+
+
 def _kela_row(person: int, month: dt.date, line: int) -> tuple:
     alennus = 20 if (person == 0 and month.month % 2 == 0) else 0
     return (
-        f"pk{person:04d}", dt.date(1980 + person % 20, 1, 1), 1980 + person % 20, "M" if person % 2 else "F",
+        _key(person), dt.date(1980 + person % 20, 1, 1), 1980 + person % 20, "M" if person % 2 else "F",
         f"hh{person:04d}", "091", month, f"{month:%Y%m}", 1 + person % 5, 1 + person % 6,
         555.11, round(100 + 7.5 * person, 2), alennus, 0, "kela.csv", line,
     )
@@ -47,7 +52,7 @@ def _fill(con: duckdb.DuckDBPyConnection) -> None:
         for k, day in enumerate((dt.date(2024, 2, 1), dt.date(2024, 8, 1))):
             for d in DOMAINS:
                 avain.append((
-                    f"pk{p:04d}", 1980 + p % 20, "M" if p % 2 else "F", "091", day + dt.timedelta(days=p), k, d,
+                    _key(p), 1980 + p % 20, "M" if p % 2 else "F", "091", day + dt.timedelta(days=p), k, d,
                     (p + k) % 11, None if k == 0 else 1 + p % 5, "TT01:+", None, None, p % 2, "avain.csv",
                     len(avain) + 2,
                 ))
@@ -124,3 +129,39 @@ def test_missing_or_empty_tables_record_nothing(tmp_path: Path) -> None:
         assert out["expectations"] == 0 and out["failed"] == 0
         assert c.execute("select count(*) from meta.validation_results").fetchall() == [(0,)]
     assert (tmp_path / "docs" / "index.html").is_file()
+
+
+def _naive_duplicates(con: duckdb.DuckDBPyConnection, columns: str) -> int:
+    rows = con.execute(
+        f"select coalesce(sum(n), 0) from (select count(*) as n from t group by {columns} having count(*) > 1)"
+    ).fetchall()
+    return int(rows[0][0])
+
+
+@pytest.mark.parametrize("key_type", ["varchar", "uuid"])
+@pytest.mark.parametrize(("case", "expected"), [
+    ("unique", 0),
+    ("duplicates", 5),  # a pair and a triple of identical keys
+    ("same_month_other_day", 0),  # flagged by the month bitmap, cleared by the exact recount
+    ("long_span", 2),  # dates over more months than the bitmap holds: whole-key hash
+    ("null_keys", 2),  # NULLs group together, as in GROUP BY
+])
+def test_duplicate_count_matches_group_by(key_type: str, case: str, expected: int) -> None:
+    """The hash screen plus exact recount counts what a plain GROUP BY counts, whatever the key type."""
+    from pipeline.quality import _duplicated_rows
+
+    con = duckdb.connect()
+    con.execute(f"create table main.t (person_key {key_type}, month date, goal varchar)").fetchall()
+    rows = [(_key(p), dt.date(2020, 1 + m, 1), "A") for p in range(20) for m in range(12)]
+    if case == "duplicates":
+        rows += [(_key(3), dt.date(2020, 5, 1), "A")] + [(_key(7), dt.date(2020, 2, 1), "A")] * 2
+    elif case == "same_month_other_day":
+        rows += [(_key(p), dt.date(2020, 3, 15), "A") for p in range(5)]
+    elif case == "long_span":
+        rows += [(_key(1), dt.date(2035, 1, 1), "A")] * 2
+    elif case == "null_keys":
+        rows += [(None, dt.date(2020, 4, 1), "A")] * 2
+    con.executemany("insert into main.t values (?, ?, ?)", rows)
+    for columns in (("person_key", "month"), ("person_key", "month", "goal"), ("goal", "person_key")):
+        assert _duplicated_rows(con, "main.t", columns) == _naive_duplicates(con, ", ".join(columns))
+    assert _duplicated_rows(con, "main.t", ("person_key", "month")) == expected

@@ -35,7 +35,7 @@ DID_COLUMNS = (
 
 def visible(html: str) -> str:
     """The page without its inline images, whose base64 text could contain any digits."""
-    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    return re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "", html)
 
 
 def table_row(html: str, marker: str) -> str:
@@ -200,10 +200,10 @@ def test_report_is_self_contained_and_complete(full_db: Path, tmp_path: Path) ->
     assert RUN in html
     for outcome in ("received", "amount_eur", "long_term_receipt"):
         assert outcome in html
-    assert html.count("data:image/png;base64,") >= 4  # event study, trends, leave one out, sensitivity
+    assert html.count("data:image/svg+xml;base64,") >= 4  # event study, trends, leave one out, sensitivity
     assert "<script" not in html and "<link" not in html and "@import" not in html and "url(" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
-    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'<img[^>]*src="([^"]*)"', html))
+    assert all(src.startswith("data:image/svg+xml;base64,") for src in re.findall(r'<img[^>]*src="([^"]*)"', html))
     assert "http://" not in html and "https://" not in html
     assert "-0.02135" in html and "&lt;0.001" in html and "0.048" in html
     assert "1\u202f500\u202f000 €" in html
@@ -368,7 +368,7 @@ def test_empty_database_still_renders(tmp_path: Path) -> None:
     assert html.count("not available") >= 8
     assert "Robustness checks (results.robustness): not available" in html
     assert "Cost view (results.cost): not available" in html
-    assert "data:image/png;base64," not in html
+    assert "data:image/svg+xml;base64," not in html
 
 
 def test_formatting() -> None:
@@ -387,3 +387,37 @@ def test_accepts_the_evaluation_config(full_db: Path, tmp_path: Path) -> None:
     html = build_report(full_db, tmp_path / "report", config=config).read_text(encoding="utf-8")
 
     assert "suppressed (&lt; 10 persons)" in html and "2\u202f000\u202f000 €" in html
+
+
+def test_figures_are_well_formed_svg(full_db: Path, tmp_path: Path) -> None:
+    import base64
+    import xml.etree.ElementTree as ET
+
+    html = build_report(full_db, tmp_path / "report").read_text(encoding="utf-8")
+    sources = re.findall(r'<img[^>]*src="data:image/svg\+xml;base64,([^"]*)"', html)
+    assert len(sources) >= 4
+    for src in sources:
+        root = ET.fromstring(base64.b64decode(src))
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert float(root.get("width")) > 0 and float(root.get("height")) > 0
+        marks = [e for e in root.iter() if e.tag.endswith(("polyline", "polygon", "circle"))]
+        assert marks, "a figure without any data marks"
+        for e in marks:  # no NaN or infinite coordinate leaks into the drawing
+            assert not re.search(r"nan|inf", " ".join(e.attrib.values()), re.I)
+
+
+def test_nice_ticks_and_gaps() -> None:
+    from pipeline.report import Panel, nice_ticks
+
+    ticks = nice_ticks(-0.0123, 0.0456)
+    values = [v for v, _ in ticks]
+    assert values[0] >= -0.0123 and values[-1] <= 0.0456 and 4 <= len(values) <= 9
+    assert [label for _, label in ticks][:3] == ["\u22120.01", "0.00", "0.01"]
+    assert [label for _, label in nice_ticks(-2.4, 47.3)] == ["0", "10", "20", "30", "40"]
+
+    panel = Panel((0.0, 0.0, 100.0, 50.0), (0.0, 4.0), (0.0, 1.0))
+    panel.line([0, 1, 2, 3, 4], [0.1, 0.2, None, 0.4, float("nan")], "tab:blue")
+    panel.band([0, 1, 2, 3, 4], [0.0, 0.1, None, 0.2, 0.3], [0.5, 0.6, 0.7, 0.8, 0.9], "tab:blue")
+    polylines = [m for m in panel.marks if m.startswith("<polyline")]
+    assert len(polylines) == 1 and polylines[0].count(",") == 2  # only the first two points are joined
+    assert sum(m.startswith("<polygon") for m in panel.marks) == 2  # the band breaks at its gap
