@@ -12,8 +12,9 @@ from scratch (a cached Prefect result would wrongly skip that).
 With ``task_runner="dask"`` the estimation units (:func:`pipeline.analysis.estimation_units`)
 run as mapped tasks of the subflow ``estimate on dask`` on a ``DaskTaskRunner``: on the
 scheduler at ``dask_address``, or on a local cluster started for the subflow. Their
-inputs are read and their tables written in the flow process, which alone holds the
-DuckDB file; the write is one transaction, as on the default runner.
+inputs (the panels reduced to municipality x period sums, and the AVAIN assessments)
+are read and their tables written in the flow process, which alone holds the DuckDB
+file; the write is one transaction, as on the default runner.
 
 The pseudonymisation key is never a flow parameter (Prefect stores parameters):
 the load task reads it itself, from the Secret block ``kokeilu-pseudonym-key``
@@ -103,15 +104,15 @@ def estimate(params: EvaluateParameters, run_id: str) -> None:
 
 @task(name="read estimation inputs", cache_policy=NO_CACHE)
 def estimation_inputs(params: EvaluateParameters) -> tuple[list[analysis.Unit], list[dict[str, Any]]]:
-    """The estimation units and, for each, the panel rows it reads (from the database, in the flow process)."""
+    """The estimation units and, for each, what it estimates from (from the database, in the flow process)."""
     with _db.connect(params.db, read_only=True) as con:
         units = analysis.estimation_units(con, params.config)
-        return units, [analysis.unit_inputs(con, unit) for unit in units]
+        return units, analysis.units_inputs(con, units)
 
 
 @task(name="estimate unit", task_run_name="estimate {unit.label}", cache_policy=NO_CACHE)
 def estimate_unit(frames: dict[str, Any], config: EvaluationConfig, unit: analysis.Unit) -> dict[str, Any]:
-    """Every estimate of one unit, from its panel rows alone (runs on any worker)."""
+    """Every estimate of one unit, from its inputs alone (runs on any worker)."""
     return analysis.run_unit(frames, config, unit)
 
 

@@ -8,9 +8,11 @@ before it is written: a row resting on fewer persons than the threshold keeps
 its keys and is marked ``suppressed`` with its numbers withheld.
 
 The work splits into independent units (:class:`Unit`: one per monthly or yearly
-outcome, one for the AVAIN outcomes). :func:`unit_inputs` reads the panel tables a
-unit needs from the database; :func:`run_unit` estimates the unit from those
-frames alone, in an in-memory DuckDB, so it can run in another process or on
+outcome, one for the AVAIN outcomes). :func:`units_inputs` reduces the panels to
+what each unit estimates from, inside the database (municipality x period sums of
+the whole cohort and of every subgroup level; the AVAIN assessments), reading the
+person x month panel once for all monthly outcomes; :func:`run_unit` estimates a
+unit from those small frames alone, so it can run in another process or on
 another machine (a DuckDB connection cannot be shipped); :func:`combine` joins
 the units' tables and applies disclosure control. :func:`estimate_all` runs the
 units one after another; an orchestrator may run them in parallel and get the
@@ -19,6 +21,8 @@ same tables.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,14 +39,17 @@ NUMERIC_RESULT_COLUMNS = (
 RESULT_TABLES = (
     "did_estimates", "event_study", "pretrend_tests", "inference", "placebo_size", "robustness", "cost",
 )
-UNIT_TABLES = {"monthly": ("cohort", "person_month"), "yearly": ("cohort", "person_year"),
-               "avain": ("avain_assessment",)}
-"""The panel tables each kind of unit reads (see :mod:`pipeline.estimates`)."""
 COST_COLUMNS = (
     "effect_per_person_month", "effect_per_member", "effect_per_member_ci_low", "effect_per_member_ci_high",
     "effect_total", "effect_total_ci_low", "effect_total_ci_high", "observed_total", "counterfactual_total",
     "change_share",
 )
+SUBGROUP_COLUMNS = {"age_band": "c.age_band", "sex": "c.sex", "kotitaloustyyppi": "c.kotitaloustyyppi::varchar"}
+"""The person subgroups: their column of ``panel.cohort c`` (as SQL) by subgroup name."""
+ESTIMATOR_MODULES = ("pipeline.estimates", "pipeline.robustness", "pipeline.inference.placebo",
+                     "pipeline.estimation.sdid", "pipeline.estimation.honest")
+"""What :func:`run_unit` imports (SciPy among them: seconds), imported by :func:`estimate_all` while
+DuckDB reads the units' inputs."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,21 @@ class Unit:
 
 def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> dict[str, pl.DataFrame]:
     """All results tables of one run (without ``run_id``), disclosure control applied."""
+    warm = threading.Thread(target=_import_estimators, name="kokeilu-import-estimators", daemon=True)
+    warm.start()
     units = estimation_units(con, config)
-    return combine([run_unit(unit_inputs(con, unit), config, unit) for unit in units], config)
+    inputs = units_inputs(con, units)
+    warm.join()
+    return combine([run_unit(frames, config, unit) for unit, frames in zip(units, inputs)], config)
+
+
+def _import_estimators() -> None:
+    """Import :data:`ESTIMATOR_MODULES`; a failure is left for the import in :func:`run_unit` to report."""
+    for name in ESTIMATOR_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - reported where the module is used
+            return
 
 
 def estimation_units(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> list[Unit]:
@@ -76,38 +96,109 @@ def estimation_units(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -
 
 
 def unit_inputs(con: duckdb.DuckDBPyConnection, unit: Unit) -> dict[str, pl.DataFrame]:
-    """The panel tables one unit reads, by ``panel`` table name, in their stored row order.
+    """What one unit estimates from, read from the database (see :func:`units_inputs`)."""
+    return units_inputs(con, [unit])[0]
 
-    Pseudonyms do not leave the database: ``person_key`` is replaced by its rank
-    among the unit's keys, which keeps joins, counts of persons and sort order.
+
+def units_inputs(con: duckdb.DuckDBPyConnection, units: list[Unit]) -> list[dict[str, pl.DataFrame]]:
+    """What each unit estimates from, reduced inside the database, in the order of ``units``.
+
+    Monthly units get ``cells``, their outcome's :func:`monthly_sums` (all monthly
+    outcomes come from one scan of the panel); yearly units get ``cells``,
+    :func:`yearly_sums`; the AVAIN unit gets ``avain_assessment``,
+    :func:`avain_assessments` (persons as ranks: pseudonyms do not leave the database).
     """
-    tables = UNIT_TABLES[unit.kind]
-    keys = " union ".join(f"select person_key from panel.{t}" for t in tables)
-    ids = (f"with ids as (select person_key, row_number() over (order by person_key)::integer as id "
-           f"from (select distinct person_key from ({keys})))")
-    return {t: _db.query_frame(con, f"{ids} select t.* replace (ids.id as person_key) "
-                                    f"from panel.{t} t join ids using (person_key) order by t.rowid")
-            for t in tables}
+    monthly = [unit.outcomes[0] for unit in units if unit.kind == "monthly"]
+    sums = monthly_sums(con, monthly) if monthly else {}
+    inputs: list[dict[str, pl.DataFrame]] = []
+    for unit in units:
+        if unit.kind == "monthly":
+            inputs.append({"cells": sums[unit.outcomes[0]]})
+        elif unit.kind == "yearly":
+            inputs.append({"cells": yearly_sums(con, unit.outcomes[0])})
+        else:
+            inputs.append({"avain_assessment": avain_assessments(con)})
+    return inputs
+
+
+def yearly_sums(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
+                params: list[Any] | None = None) -> pl.DataFrame:
+    """The frame behind :func:`~pipeline.estimates.yearly_cells`: kuntanumero, month (the year), s, n, d."""
+    return _db.query_frame(con,
+        f"""
+        select py.kuntanumero, py.year as month, sum(py.{outcome})::double as s, count(*)::bigint as n,
+               max(py.in_pilot)::double as d
+        from panel.person_year py join panel.cohort c using (person_key)
+        where {where}
+        group by py.kuntanumero, py.year
+        order by py.kuntanumero, py.year
+        """, params or [],
+    )
+
+
+def monthly_sums(con: duckdb.DuckDBPyConnection, outcomes: list[str]) -> dict[str, pl.DataFrame]:
+    """Municipality x month sums of each monthly outcome, whole cohort and every subgroup level, in one scan.
+
+    Per outcome a frame with ``dimension`` (``"all"`` or a key of
+    :data:`SUBGROUP_COLUMNS`), ``level`` (the subgroup's value as text; null for
+    ``"all"``), ``kuntanumero``, ``month``, ``s``, ``n`` and ``d``, ordered by
+    dimension, level, municipality and month. The panel is grouped once by
+    municipality, month and every subgroup column, and the exact integer-cent
+    sums are rolled up from there, so each slice equals :func:`~pipeline.estimates.monthly_cells`
+    with the matching ``where`` (levels without persons are absent).
+    """
+    dims = list(SUBGROUP_COLUMNS)
+    keys = [f"g{i}" for i in range(len(dims))]
+    attrs = ", ".join(f"{SUBGROUP_COLUMNS[d]} as {k}" for d, k in zip(dims, keys))
+    fine = ", ".join(f"sum(round(pm.{o} * 100)::hugeint) as s{j}" for j, o in enumerate(outcomes))
+    rolled = ", ".join(f"(sum(s{j})::hugeint / 100)::double as s{j}" for j in range(len(outcomes)))
+    dimension = "case " + " ".join(f"when grouping({k}) = 0 then '{d}'" for d, k in zip(dims, keys)) + " else 'all' end"
+    order = "case dimension " + " ".join(f"when '{d}' then {i + 1}" for i, d in enumerate(dims)) + " else 0 end"
+    sets = ", ".join(["(kuntanumero, month)"] + [f"({k}, kuntanumero, month)" for k in keys])
+    frame = _db.query_frame(con,
+        f"""
+        with fine as (
+            select pm.kuntanumero, pm.month, {attrs}, {fine}, count(*)::bigint as n, max(pm.in_pilot) as d
+            from panel.person_month pm join panel.cohort c using (person_key)
+            group by all
+        ), rolled as (
+            select {dimension} as dimension, coalesce({", ".join(keys)}) as level, kuntanumero, month,
+                   {rolled}, sum(n)::bigint as n, max(d)::double as d
+            from fine
+            group by grouping sets ({sets})
+        ), final as (
+            select * from rolled where dimension = 'all' or level is not null
+        )
+        select * from final order by {order}, level, kuntanumero, month
+        """,
+    )
+    return {o: frame.select("dimension", "level", "kuntanumero", "month", pl.col(f"s{j}").alias("s"), "n", "d")
+            for j, o in enumerate(outcomes)}
+
+
+def avain_assessments(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The assessments before and during the pilot, by person and date: what AVAIN estimates read.
+
+    Pseudonyms do not leave the database: ``person_key`` is replaced by its rank,
+    which keeps the order of the rows and the counts of persons.
+    """
+    return _db.query_frame(con,
+        "select dense_rank() over (order by person_key)::integer as person_key, kuntanumero, period, in_pilot, "
+        "avain_situation, avain_goal_achieved, client_present "
+        "from panel.avain_assessment where period in ('before', 'during') "
+        "order by panel.avain_assessment.person_key, arviointipvm, panel.avain_assessment.rowid",
+    )
 
 
 def run_unit(frames: dict[str, pl.DataFrame], config: EvaluationConfig, unit: Unit) -> dict[str, pl.DataFrame]:
-    """Every estimate of one unit from its :func:`unit_inputs`; needs no database file."""
+    """Every estimate of one unit from its :func:`unit_inputs`; needs no database."""
     from pipeline import estimates
 
-    con = duckdb.connect()
-    try:
-        con.execute("set enable_progress_bar = false; create schema panel").fetchall()
-        for name, frame in frames.items():
-            con.register("_frame", frame.to_arrow())
-            con.execute(f"create table panel.{name} as select * from _frame").fetchall()
-            con.unregister("_frame")
-        if unit.kind == "monthly":
-            return estimates.monthly_outcome(con, config, unit.outcomes[0])
-        if unit.kind == "yearly":
-            return estimates.yearly_outcome(con, config, unit.outcomes[0])
-        return estimates.avain_outcomes(con, config, list(unit.outcomes))
-    finally:
-        con.close()
+    if unit.kind == "monthly":
+        return estimates.monthly_outcome(frames["cells"], config, unit.outcomes[0])
+    if unit.kind == "yearly":
+        return estimates.yearly_outcome(frames["cells"], config, unit.outcomes[0])
+    return estimates.avain_estimates(frames["avain_assessment"], config, list(unit.outcomes))
 
 
 def combine(parts: list[dict[str, pl.DataFrame]], config: EvaluationConfig) -> dict[str, pl.DataFrame]:

@@ -1,9 +1,11 @@
 """What is estimated for each outcome: from the panels in DuckDB to rows of ``results.*``.
 
-For a monthly outcome the panel is reduced once, by a DuckDB GROUP BY, to
-baseline-municipality x month sums (:class:`~pipeline.estimation.Cells`); under
-intent to treat every cohort member stays in the baseline municipality, which is
-also the cluster, so the aggregated path is exact. From the cells come:
+For a monthly outcome the panel is reduced once, in DuckDB, to
+baseline-municipality x month sums (:class:`~pipeline.estimation.Cells`) of the
+whole cohort and of every subgroup level (:func:`pipeline.analysis.monthly_sums`:
+one scan of the panel for all monthly outcomes); under intent to treat every cohort member stays
+in the baseline municipality, which is also the cluster, so the aggregated path
+is exact. From the cells come:
 
 * ``twfe``: two-way fixed effects with one pilot dummy (CRV1, t(G-1), CV3),
   with the wild cluster bootstrap (restricted, Webb weights) and randomization
@@ -30,15 +32,13 @@ import numpy as np
 import polars as pl
 
 from pipeline import db as _db
+from pipeline.analysis import SUBGROUP_COLUMNS, avain_assessments, yearly_sums
 from pipeline.estimation.cells import Cells
 from pipeline.estimation.clean_controls import clean_controls_cells
 from pipeline.estimation.event_study import event_study_cells
 from pipeline.estimation.twfe import twfe_cells
 from pipeline.inference.pretrend import pretrend_randomization
 from schemas.config import EvaluationConfig
-
-SUBGROUP_COLUMNS = {"age_band": "c.age_band", "sex": "c.sex", "kotitaloustyyppi": "c.kotitaloustyyppi::varchar"}
-
 
 # ------------------------------------------------------------------------ cells
 def monthly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
@@ -65,17 +65,7 @@ def monthly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = 
 def yearly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
                  params: list[Any] | None = None) -> Cells | None:
     """Baseline-municipality x year sums of a yearly outcome."""
-    frame = _db.query_frame(con,
-        f"""
-        select py.kuntanumero, py.year as month, sum(py.{outcome})::double as s, count(*)::bigint as n,
-               max(py.in_pilot)::double as d
-        from panel.person_year py join panel.cohort c using (person_key)
-        where {where}
-        group by py.kuntanumero, py.year
-        order by py.kuntanumero, py.year
-        """, params or [],
-    )
-    return _cells(frame, "month")
+    return _cells(yearly_sums(con, outcome, where=where, params=params), "month")
 
 
 def _cells(frame: pl.DataFrame, time: str) -> Cells | None:
@@ -176,9 +166,9 @@ def few_cluster_inference(cells: Cells, config: EvaluationConfig, *,
     return extra, out
 
 
-def monthly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
-    """Every estimate of one monthly outcome."""
-    cells = monthly_cells(con, outcome)
+def monthly_outcome(sums: pl.DataFrame, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
+    """Every estimate of one monthly outcome from its :func:`~pipeline.analysis.monthly_sums` frame."""
+    cells = _cells(sums.filter(pl.col("dimension") == "all"), "month")
     if cells is None:
         return {}
     headline = outcome in config.headline_outcomes
@@ -191,7 +181,7 @@ def monthly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, ou
     pretrend = pl.DataFrame([{"outcome": outcome, "estimator": "twfe_event_study", "statistic": wald.statistic,
                               "df": f"{wald.df_num},{wald.df_denom}", "p_value": wald.p_value,
                               "p_value_randomization": ri.p_value, "draws": ri.draws}])
-    sub_rows, sub_inf = subgroups(con, config, outcome, cells, infer=headline)
+    sub_rows, sub_inf = subgroups(sums, config, outcome, cells, infer=headline)
     placebo = placebo_rows(cells, outcome, config) if headline else pl.DataFrame()
     out = {
         "did_estimates": pl.DataFrame(rows + sub_rows),
@@ -234,9 +224,9 @@ def _merge(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> dict[str, 
     return out
 
 
-def subgroups(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome: str, cells: Cells, *,
+def subgroups(sums: pl.DataFrame, config: EvaluationConfig, outcome: str, cells: Cells, *,
               infer: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Estimates by municipality and by the configured person subgroups."""
+    """Estimates by municipality and by the configured person subgroups (levels from the sums' frame)."""
     rows: list[dict[str, Any]] = []
     inference: list[dict[str, Any]] = []
     if "municipality" in config.subgroups:
@@ -251,11 +241,9 @@ def subgroups(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome:
     for dim in config.subgroups:
         if dim not in SUBGROUP_COLUMNS:
             continue
-        expr = SUBGROUP_COLUMNS[dim]
-        levels = [v for (v,) in con.execute(f"select distinct {expr} from panel.cohort c where {expr} is not null "
-                                             f"order by 1").fetchall()]
-        for level in levels:
-            sub = monthly_cells(con, outcome, where=f"{expr} = ?", params=[level])
+        for (level,), frame in sums.filter(pl.col("dimension") == dim).partition_by(
+                "level", maintain_order=True, as_dict=True).items():
+            sub = _cells(frame, "month")
             if sub is None or sub.n_clusters < 3 or not sub.treated_clusters.any():
                 continue
             r, i = estimate_cells(sub, outcome=outcome, subgroup=f"{dim}={level}", config=config, infer=infer)
@@ -278,9 +266,10 @@ def placebo_rows(cells: Cells, outcome: str, config: EvaluationConfig) -> pl.Dat
     )
 
 
-def yearly_outcome(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
-    """Estimates of one yearly outcome (calendar years; a year is treated if any of its months is)."""
-    cells = yearly_cells(con, outcome)
+def yearly_outcome(sums: pl.DataFrame, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
+    """Estimates of one yearly outcome from its :func:`~pipeline.analysis.yearly_sums` (a year is treated if any
+    of its months is)."""
+    cells = _cells(sums, "month")
     if cells is None:
         return {}
     rows, inference = estimate_cells(cells, outcome=outcome, subgroup="all", config=config, infer=True)
@@ -296,12 +285,13 @@ def avain_outcomes(con: duckdb.DuckDBPyConnection, config: EvaluationConfig,
     municipality. ``*_client_present`` rows repeat the analysis on assessments
     made with the client present (the sensitivity analysis of the design).
     """
+    return avain_estimates(avain_assessments(con), config, outcomes)
+
+
+def avain_estimates(frame: pl.DataFrame, config: EvaluationConfig, outcomes: list[str]) -> dict[str, pl.DataFrame]:
+    """:func:`avain_outcomes` from the rows of :func:`~pipeline.analysis.avain_assessments`."""
     from pipeline.estimation.ols import did_ols
 
-    frame = _db.query_frame(con,
-        "select person_key, kuntanumero, period, in_pilot, avain_situation, avain_goal_achieved, client_present "
-        "from panel.avain_assessment where period in ('before', 'during') order by person_key, arviointipvm",
-    )
     rows = []
     for outcome in outcomes:
         for suffix, data in (("", frame), ("_client_present", frame.filter(pl.col("client_present") == 1))):

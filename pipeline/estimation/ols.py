@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from pipeline.estimation.results import small_sample_factor
 
@@ -58,9 +58,9 @@ def did_ols(y: np.ndarray, d: np.ndarray, unit: np.ndarray, time: np.ndarray, cl
     se = float(np.sqrt(V[0, 0]))
     est = float(beta[0])
     t = est / se
-    q = float(stats.t.ppf(1 - alpha / 2, G - 1))
+    q = float(special.stdtrit(G - 1, 1 - alpha / 2))  # scipy.stats.t.ppf without its argument handling
     treated = len(np.unique(g_idx[d != 0]))
-    return OlsResult(est, se, t, float(2 * stats.t.sf(abs(t), G - 1)), est - q * se, est + q * se, N, G, treated)
+    return OlsResult(est, se, t, float(2 * special.stdtr(G - 1, -abs(t))), est - q * se, est + q * se, N, G, treated)
 
 
 def _nested(u_idx: np.ndarray, g_idx: np.ndarray) -> bool:

@@ -10,17 +10,20 @@ its raw clustered sandwich rescaled to the package's small-sample convention.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from pipeline.estimation.cells import Cells
 from pipeline.estimation.results import PATH_OPTIONS, PathOption, TwfeResult, count_params
 
-Frame = Union[pl.DataFrame, pd.DataFrame]
+if TYPE_CHECKING:  # pandas is imported where it is used: the aggregated path never needs it
+    import pandas as pd
+
+Frame = Union[pl.DataFrame, "pd.DataFrame"]
 """A long panel: polars or pandas, one row per unit and period."""
 
 
@@ -37,7 +40,8 @@ def check_path(path: str) -> PathOption:
 
 def prepare(panel: Frame, columns: list[str], *, nullable: tuple[str, ...] = ()) -> pl.DataFrame:
     """The named columns as a polars frame; raise if one is missing or holds nulls (NaN outcomes too)."""
-    if isinstance(panel, pd.DataFrame):
+    pandas = sys.modules.get("pandas")  # a pandas frame exists only once pandas is imported
+    if pandas is not None and isinstance(panel, pandas.DataFrame):
         missing = [c for c in columns if c not in panel.columns]
         if missing:
             raise ValueError(f"panel: expected columns {columns}, missing {missing}")
@@ -208,6 +212,7 @@ def fit_general(
 
 
 def _panelols(y, X, u, t, g, *, cov: bool):  # type: ignore[no-untyped-def]
+    import pandas as pd
     from linearmodels import PanelOLS
 
     index = pd.MultiIndex.from_arrays([u, t], names=["unit", "time"])

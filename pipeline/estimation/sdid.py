@@ -248,28 +248,47 @@ def _frank_wolfe(Yc: np.ndarray, zeta: float, init: np.ndarray, tol: float, max_
     ``Yc`` is (R, N, K + 1): for each problem the columns of A and then b,
     already centred column by column (the intercept). Exact line search; a
     problem stops when its objective falls by less than ``tol**2`` or after
-    ``max_steps`` steps, the others go on.
+    ``max_steps`` steps, the others go on. The fit :math:`Ax` and residual of a
+    step's objective are those the next step's gradient needs, so each step
+    multiplies by A twice, not three times (A keeps the memory layout it comes
+    in: einsum's sums, hence the weights to the last bit, depend on it).
     """
-    R, N, _ = Yc.shape
+    R, N, K1 = Yc.shape
+    K = K1 - 1
     eta = N * zeta**2
     out = init.copy()
     idx = np.arange(R)
     A, b, x = Yc[:, :, :-1], Yc[:, :, -1], init.copy()
+    Ax = np.einsum("rnk,rk->rn", A, x)
+    resid = Ax - b
     prev = np.full(R, np.inf)
+    rows = np.arange(R)
     for _ in range(max_steps):
-        rows = np.arange(idx.size)
-        Ax = np.einsum("rnk,rk->rn", A, x)
-        half_grad = np.einsum("rnk,rn->rk", A, Ax - b) + eta * x
-        i = np.argmin(half_grad, axis=1)
+        half_grad = np.einsum("rnk,rn->rk", A, resid)
+        half_grad += eta * x
+        i = half_grad.argmin(axis=1)
         d = -x
-        d[rows, i] += 1.0
-        d_err = A[rows, :, i] - Ax
-        denom = np.einsum("rn,rn->r", d_err, d_err) + eta * np.einsum("rk,rk->r", d, d)
-        move = (np.abs(d).max(axis=1) > 1e-8) & (denom > 0)
-        step = np.clip(-np.einsum("rk,rk->r", half_grad, d) / np.where(move, denom, 1.0), 0.0, 1.0)
-        x = np.where(move[:, None], x + step[:, None] * d, x)
-        err = np.einsum("rnk,rk->rn", A, x) - b
-        val = zeta**2 * np.einsum("rk,rk->r", x, x) + np.einsum("rn,rn->r", err, err) / N
+        d.reshape(-1)[rows * K + i] += 1.0
+        d_err = A[rows, :, i]
+        d_err -= Ax
+        denom = np.einsum("rn,rn->r", d_err, d_err)
+        denom += eta * np.einsum("rk,rk->r", d, d)
+        move = np.abs(d).max(axis=1) > 1e-8
+        move &= denom > 0
+        if move.all():
+            step = np.einsum("rk,rk->r", half_grad, d)
+            np.negative(step, out=step)
+            step /= denom
+            np.clip(step, 0.0, 1.0, out=step)
+            d *= step[:, None]
+            x = x + d
+        else:
+            step = np.clip(-np.einsum("rk,rk->r", half_grad, d) / np.where(move, denom, 1.0), 0.0, 1.0)
+            x = np.where(move[:, None], x + step[:, None] * d, x)
+        Ax = np.einsum("rnk,rk->rn", A, x)
+        resid = Ax - b
+        val = zeta**2 * np.einsum("rk,rk->r", x, x)
+        val += np.einsum("rn,rn->r", resid, resid) / N
         done = prev - val < tol**2
         if done.any():
             out[idx[done]] = x[done]
@@ -277,6 +296,9 @@ def _frank_wolfe(Yc: np.ndarray, zeta: float, init: np.ndarray, tol: float, max_
             idx, A, b, x, val = idx[keep], A[keep], b[keep], x[keep], val[keep]
             if idx.size == 0:
                 return out
+            rows = np.arange(idx.size)
+            Ax = np.einsum("rnk,rk->rn", A, x)
+            resid = Ax - b
         prev = val
     out[idx] = x
     return out

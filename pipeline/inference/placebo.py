@@ -21,8 +21,8 @@ import numpy as np
 import polars as pl
 
 from pipeline.inference._twfe_algebra import batch_beta_t, t_pvalue
-from pipeline.inference.bootstrap import wild_cluster_bootstrap
-from pipeline.inference.randomization import make_design, randomization_test, sample_assignments
+from pipeline.inference.bootstrap import bootstrap_p_values
+from pipeline.inference.randomization import make_design, randomization_p_values, sample_assignments
 
 if TYPE_CHECKING:  # the estimation package is imported lazily: it may be mid-edit
     from pipeline.estimation.cells import Cells
@@ -83,18 +83,16 @@ def placebo_size(
     G = cells.n_clusters
     sums, n = np.asarray(cells.sums, dtype=float), np.asarray(cells.n, dtype=float)
     treat = placebo_treatments(G, paths, replications, int(seeds[0]))
-    p = {m: np.full(replications, np.nan) for m in METHODS}
     _, t = batch_beta_t(sums, n, treat)
-    p["cv1"] = t_pvalue(t, G - 1)
-    p["cv3"] = jackknife_p_values(sums, n, treat)
-    for r in range(replications):
-        fake = cells.with_treatment(treat[r])
-        s1, s2, s3 = (int(s) for s in seeds[3 + 3 * r : 6 + 3 * r])
-        p["wcr_webb"][r] = wild_cluster_bootstrap(fake, draws=bootstrap_draws, seed=s1, ci=False).p_value
-        p["wcu_webb"][r] = wild_cluster_bootstrap(fake, draws=bootstrap_draws, seed=s2, restricted=False, ci=False).p_value
-        p["randomization"][r] = randomization_test(
-            fake, paths, draws=ri_draws, max_assignments=ri_draws, seed=s3, ci=False
-        ).p_value
+    p = {
+        "cv1": t_pvalue(t, G - 1),
+        "cv3": jackknife_p_values(sums, n, treat),
+        # replication r draws with seeds[3 + 3r], seeds[4 + 3r] and seeds[5 + 3r]: WCR, WCU, randomization
+        "wcr_webb": bootstrap_p_values(cells, treat, seeds[3::3], draws=bootstrap_draws),
+        "wcu_webb": bootstrap_p_values(cells, treat, seeds[4::3], draws=bootstrap_draws, restricted=False),
+        "randomization": randomization_p_values(cells, paths, treat, seeds[5::3], draws=ri_draws,
+                                                max_assignments=ri_draws),
+    }
     rejections = [int(np.sum(p[m] <= alpha)) for m in METHODS]
     return pl.DataFrame(
         {

@@ -33,7 +33,9 @@ import numpy as np
 
 from pipeline.estimation.cells import Cells
 from pipeline.estimation.event_study import event_dummies, event_levels, event_study_cells
-from pipeline.estimation.twfe import fit_cells
+from pipeline.estimation.twfe import demean_cells
+
+_BATCH = 256  # reassignments fitted together
 
 
 @dataclass(frozen=True)
@@ -60,23 +62,46 @@ def pretrend_randomization(cells: Cells, event_time: np.ndarray, *, draws: int =
     levels = event_levels(E_pre, reference)
     lead = levels < reference
     n, sums = pre.n.astype(float), pre.sums.astype(float)
-
-    def raw_wald(rows: np.ndarray) -> float:
-        # the small-sample factor is the same for every reassignment: rank by the raw Wald statistic
-        fit = fit_cells(n, sums, event_dummies(E_pre[rows], levels))
-        b = fit.beta[lead]
-        return float(b @ np.linalg.solve(fit.vcov_raw[np.ix_(lead, lead)], b))
-
-    G = cells.n_clusters
-    observed_raw = raw_wald(np.arange(G))
     statistic = event_study_cells(pre, E_pre, reference=reference, cv3=False).pretrend_test().statistic
+    G = cells.n_clusters
     rng = np.random.default_rng(seed)
-    exceed = 0
-    for _ in range(draws):
-        perm = rng.permutation(G)
-        try:
-            w = raw_wald(perm)
-        except np.linalg.LinAlgError:
-            w = np.inf                           # a degenerate reassignment counts against the observed one
-        exceed += bool(w >= observed_raw * (1 - 1e-12))
+    perms = np.stack([np.arange(G)] + [rng.permutation(G) for _ in range(draws)])
+    # the small-sample factor is the same for every reassignment: rank by the raw Wald statistic
+    raw = np.concatenate([_raw_wald(n, sums, event_dummies(E_pre[rows], levels).swapaxes(0, 1), lead)
+                          for rows in np.array_split(perms, range(_BATCH, len(perms), _BATCH))])
+    exceed = int(np.sum(raw[1:] >= raw[0] * (1 - 1e-12)))
     return PretrendRandomization(statistic=statistic, p_value=(1 + exceed) / (1 + draws), draws=draws, n_periods=cut)
+
+
+def _raw_wald(n: np.ndarray, sums: np.ndarray, X: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """Raw CRV1 Wald statistic of the leads for each regressor set X (R, K, G, T), fitted together.
+
+    The fit of :func:`~pipeline.estimation.twfe.fit_cells` for a batch; a
+    reassignment whose leads' covariance is singular gets +inf (it counts
+    against the observed one), one whose regressors are collinear raises.
+    """
+    R, K, G, T = X.shape
+    Xt = demean_cells(n, X.reshape(R * K, G, T)).reshape(R, K, G * T)
+    A = (Xt * np.repeat(n, T)) @ Xt.transpose(0, 2, 1)
+    rank = np.linalg.matrix_rank(A)
+    if np.any(rank < K):
+        raise ValueError(
+            f"regressors are collinear with the unit and period effects: rank {int(rank.min())} < {K}"
+        )
+    beta = np.linalg.solve(A, Xt @ sums.reshape(G * T, 1))[:, :, 0]
+    ybar_t = sums.sum(axis=0) / n.sum()
+    fitted = np.einsum("rk,rkj->rj", beta, Xt).reshape(R, G, T)
+    resid = (sums - n[:, None] * (ybar_t[None, None, :] + fitted)).reshape(R, G * T)
+    scores = np.einsum("rkgt,rgt->rgk", Xt.reshape(R, K, G, T), resid.reshape(R, G, T))
+    Ainv = np.linalg.inv(A)
+    V = Ainv @ (scores.transpose(0, 2, 1) @ scores) @ Ainv
+    V = (V + V.transpose(0, 2, 1)) / 2
+    b = beta[:, lead]
+    VL = V[:, lead][:, :, lead]
+    out = np.full(R, np.inf)
+    for r in range(R):
+        try:
+            out[r] = float(b[r] @ np.linalg.solve(VL[r], b[r]))
+        except np.linalg.LinAlgError:
+            pass
+    return out

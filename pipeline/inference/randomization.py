@@ -530,6 +530,31 @@ def sample_assignments(n_clusters: int, design: Design, draws: int, seed: int, c
         done += B
 
 
+def randomization_p_values(cells: Cells, paths: Sequence[np.ndarray], treats: np.ndarray, seeds: Sequence[int], *,
+                           draws: int, max_assignments: int) -> np.ndarray:
+    """p-value of H0: no effect under each of many observed treatments, the r-th with its own seed.
+
+    Entry r is ``randomization_test(cells.with_treatment(treats[r]), paths, draws=draws,
+    max_assignments=max_assignments, seed=seeds[r], ci=False).p_value``. Without the
+    interval, the statistics of sampled assignments depend on the sums and the paths
+    only, so the engine is built once for all the treatments.
+    """
+    design = make_design(paths, cells.n_periods)
+    G = cells.n_clusters
+    if design.n_assignments(G) <= max_assignments and G <= 62:
+        return np.array([randomization_test(cells.with_treatment(treat), paths, draws=draws,
+                                            max_assignments=max_assignments, seed=int(seed), ci=False).p_value
+                         for treat, seed in zip(treats, seeds)])
+    eng = _Engine(np.asarray(cells.sums, dtype=float), np.asarray(cells.n, dtype=float), design)
+    p = np.empty(len(treats))
+    for r, (treat, seed) in enumerate(zip(treats, seeds)):
+        t_obs = float(eng.t_stats(observed_assignment(treat, design)[None, :])[0])
+        hits = sum(int(np.sum(np.abs(eng.t_stats(idx)) >= abs(t_obs) * (1 - _RTOL)))
+                   for idx in sample_assignments(G, design, int(draws), int(seed)))
+        p[r] = (1 + hits) / (int(draws) + 1)
+    return p
+
+
 def randomization_test(
     cells: Cells,
     paths: Sequence[np.ndarray],
