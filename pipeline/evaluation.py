@@ -10,6 +10,7 @@ that fails is recorded as ``failed`` in ``meta.runs`` with a one-line reason.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,18 +50,31 @@ def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, k
     """Load the delivery (and any corrections) into staging, then run the quality suites."""
     from pipeline.load import load_delivery
 
+    warm = threading.Thread(target=_import_quality, name="kokeilu-import-quality", daemon=True)
+    warm.start()  # Great Expectations takes seconds to import: it does so while the delivery loads
     with _db.connect(db) as con:
         report = load_delivery(con, kela_dir=kela, avain_dir=avain, key=key, config=config, run_id=run_id)
         summary = report.summary() if hasattr(report, "summary") else {}
         if corrections is not None and corrections.is_dir():
             again = load_delivery(con, kela_dir=corrections, avain_dir=None, key=key, config=config, run_id=run_id)
             summary["corrections"] = again.summary() if hasattr(again, "summary") else {}
+        warm.join()
         try:
             from pipeline.quality import run_quality_checks
         except ImportError:  # pragma: no cover - quality suites not installed
             return summary
         summary["quality"] = run_quality_checks(con, run_id=run_id, docs_dir=out / "data_docs")
     return summary
+
+
+def _import_quality() -> None:
+    """Import the expectation suites' stack (a failure is left to the import that needs it)."""
+    try:
+        import great_expectations  # noqa: F401
+
+        import pipeline.quality  # noqa: F401
+    except Exception:  # noqa: BLE001 - reported where the module is used
+        return
 
 
 def panel_stage(db: Path, config: EvaluationConfig) -> dict[str, Any]:
