@@ -120,6 +120,9 @@ def validate(
 def run(
     kela: Annotated[Path, typer.Option("--kela", help="Directory of Kela-style monthly files.")],
     avain: Annotated[Path | None, typer.Option("--avain", help="Directory of AVAIN-style files.")] = None,
+    corrections: Annotated[Path | None, typer.Option(
+        "--corrections", help="Directory of re-delivered Kela-style months, loaded after --kela: each file "
+                              "replaces its month.")] = None,
     db: Annotated[Path, typer.Option("--db", help="Results database (DuckDB).")] = DEFAULT_DB,
     config: Annotated[Path | None, typer.Option("--config", help="Evaluation configuration (TOML).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for the report and Data Docs.")] = DEFAULT_OUT,
@@ -133,7 +136,7 @@ def run(
     """The full evaluation: load, validate, build panels, estimate, write results and the report."""
     cfg = _config(config)
     key = _key()
-    for label, path in (("--kela", kela), ("--avain", avain)):
+    for label, path in (("--kela", kela), ("--avain", avain), ("--corrections", corrections)):
         if path is not None and not path.is_dir():
             fail(f"{label} {path}: not a directory")
     if dask_address and task_runner is not TaskRunner.dask:
@@ -141,7 +144,7 @@ def run(
     if task_runner is TaskRunner.dask and not orchestrate:
         fail("--task-runner dask needs the Prefect flow: drop --no-orchestrate")
     _run_and_print(kela=kela, avain=avain, db=db, out=out, cfg=cfg, key=key, orchestrate=orchestrate,
-                   task_runner=task_runner.value, dask_address=dask_address)
+                   corrections=corrections, task_runner=task_runner.value, dask_address=dask_address)
 
 
 @app.command()

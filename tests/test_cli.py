@@ -55,3 +55,29 @@ def test_serve_without_a_server_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "prefect server start" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_run_passes_corrections_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+
+    seen: dict = {}
+    monkeypatch.setattr(cli, "_run_and_print", lambda **kw: seen.update(kw))
+    monkeypatch.setenv("KOKEILU_PSEUDONYM_KEY", "a-test-key-of-enough-bytes")
+    (tmp_path / "kela").mkdir()
+    (tmp_path / "fix").mkdir()
+    result = CliRunner().invoke(cli.app, ["run", "--kela", str(tmp_path / "kela"), "--corrections",
+                                          str(tmp_path / "fix"), "--no-orchestrate"])
+    assert result.exit_code == 0, result.output
+    assert seen["corrections"] == tmp_path / "fix"
+    assert seen["kela"] == tmp_path / "kela"
+
+
+def test_run_with_a_missing_corrections_directory_is_one_line(tmp_path: Path) -> None:
+    env = {**__import__("os").environ, "KOKEILU_PSEUDONYM_KEY": "a-test-key-of-enough-bytes"}
+    done = subprocess.run([*KOKEILU, "run", "--kela", str(tmp_path), "--corrections", str(tmp_path / "nope")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "--corrections" in done.stderr and "not a directory" in done.stderr
