@@ -6,30 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.estimation.cells import Cells
 from pipeline.inference import twfe_fit, wild_cluster_bootstrap
 from pipeline.inference._twfe_algebra import batch_beta_t, crv1_constant
 from pipeline.inference.bootstrap import all_sign_vectors, bootstrap_t_stats, weight_chunks
-
-
-def _cells_class():
-    """Cells, also while the estimation package's __init__ is mid-edit (load the file itself)."""
-    try:
-        from pipeline.estimation.cells import Cells
-    except ImportError:
-        import importlib.util
-        import pathlib
-        import sys
-
-        path = pathlib.Path(__file__).parents[2] / "pipeline" / "estimation" / "cells.py"
-        spec = importlib.util.spec_from_file_location("_inference_tests_cells", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        Cells = module.Cells
-    return Cells
-
-
-Cells = _cells_class()
 
 
 def make_panel(G: int = 9, T: int = 7, seed: int = 1, effect: float = 0.3, sizes=(2, 5)):

@@ -10,31 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.estimation.cells import Cells
 from pipeline.inference import placebo_size, randomization_test, twfe_fit
 from pipeline.inference._twfe_algebra import crv1_constant
 from pipeline.inference.placebo import jackknife_p_values, placebo_treatments
 from pipeline.inference.randomization import enumerate_assignments, make_design, sample_assignments
-
-
-def _cells_class():
-    """Cells, also while the estimation package's __init__ is mid-edit (load the file itself)."""
-    try:
-        from pipeline.estimation.cells import Cells
-    except ImportError:
-        import importlib.util
-        import pathlib
-        import sys
-
-        path = pathlib.Path(__file__).parents[2] / "pipeline" / "estimation" / "cells.py"
-        spec = importlib.util.spec_from_file_location("_inference_tests_cells_ri", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        Cells = module.Cells
-    return Cells
-
-
-Cells = _cells_class()
 
 
 def within(z: np.ndarray) -> np.ndarray:
