@@ -21,8 +21,6 @@ same tables.
 
 from __future__ import annotations
 
-import importlib
-import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +28,8 @@ import duckdb
 import polars as pl
 
 from pipeline import db as _db
+from pipeline import readers
+from pipeline.imports import import_in_background
 from schemas.config import AVAIN_OUTCOMES, MONTHLY_OUTCOMES, YEARLY_OUTCOMES, EvaluationConfig
 
 NUMERIC_RESULT_COLUMNS = (
@@ -44,8 +44,6 @@ COST_COLUMNS = (
     "effect_total", "effect_total_ci_low", "effect_total_ci_high", "observed_total", "counterfactual_total",
     "change_share",
 )
-SUBGROUP_COLUMNS = {"age_band": "c.age_band", "sex": "c.sex", "kotitaloustyyppi": "c.kotitaloustyyppi::varchar"}
-"""The person subgroups: their column of ``panel.cohort c`` (as SQL) by subgroup name."""
 ESTIMATOR_MODULES = ("pipeline.estimates", "pipeline.robustness", "pipeline.inference.placebo",
                      "pipeline.estimation.sdid", "pipeline.estimation.honest")
 """What :func:`run_unit` imports (SciPy among them: seconds), imported by :func:`estimate_all` while
@@ -67,21 +65,11 @@ class Unit:
 
 def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> dict[str, pl.DataFrame]:
     """All results tables of one run (without ``run_id``), disclosure control applied."""
-    warm = threading.Thread(target=_import_estimators, name="kokeilu-import-estimators", daemon=True)
-    warm.start()
+    warm = import_in_background(ESTIMATOR_MODULES, name="kokeilu-import-estimators")
     units = estimation_units(con, config)
     inputs = units_inputs(con, units)
     warm.join()
     return combine([run_unit(frames, config, unit) for unit, frames in zip(units, inputs)], config)
-
-
-def _import_estimators() -> None:
-    """Import :data:`ESTIMATOR_MODULES`; a failure is left for the import in :func:`run_unit` to report."""
-    for name in ESTIMATOR_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - reported where the module is used
-            return
 
 
 def estimation_units(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> list[Unit]:
@@ -103,91 +91,23 @@ def unit_inputs(con: duckdb.DuckDBPyConnection, unit: Unit) -> dict[str, pl.Data
 def units_inputs(con: duckdb.DuckDBPyConnection, units: list[Unit]) -> list[dict[str, pl.DataFrame]]:
     """What each unit estimates from, reduced inside the database, in the order of ``units``.
 
-    Monthly units get ``cells``, their outcome's :func:`monthly_sums` (all monthly
-    outcomes come from one scan of the panel); yearly units get ``cells``,
-    :func:`yearly_sums`; the AVAIN unit gets ``avain_assessment``,
-    :func:`avain_assessments` (persons as ranks: pseudonyms do not leave the database).
+    Monthly units get ``cells``, their outcome's :func:`~pipeline.readers.monthly_sums`
+    (all monthly outcomes come from one scan of the panel); yearly units get
+    ``cells``, :func:`~pipeline.readers.yearly_sums`; the AVAIN unit gets
+    ``avain_assessment``, :func:`~pipeline.readers.avain_assessments` (persons as
+    ranks: pseudonyms do not leave the database).
     """
     monthly = [unit.outcomes[0] for unit in units if unit.kind == "monthly"]
-    sums = monthly_sums(con, monthly) if monthly else {}
+    sums = readers.monthly_sums(con, monthly) if monthly else {}
     inputs: list[dict[str, pl.DataFrame]] = []
     for unit in units:
         if unit.kind == "monthly":
             inputs.append({"cells": sums[unit.outcomes[0]]})
         elif unit.kind == "yearly":
-            inputs.append({"cells": yearly_sums(con, unit.outcomes[0])})
+            inputs.append({"cells": readers.yearly_sums(con, unit.outcomes[0])})
         else:
-            inputs.append({"avain_assessment": avain_assessments(con)})
+            inputs.append({"avain_assessment": readers.avain_assessments(con)})
     return inputs
-
-
-def yearly_sums(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
-                params: list[Any] | None = None) -> pl.DataFrame:
-    """The frame behind :func:`~pipeline.estimates.yearly_cells`: kuntanumero, month (the year), s, n, d."""
-    return _db.query_frame(con,
-        f"""
-        select py.kuntanumero, py.year as month, sum(py.{outcome})::double as s, count(*)::bigint as n,
-               max(py.in_pilot)::double as d
-        from panel.person_year py join panel.cohort c using (person_key)
-        where {where}
-        group by py.kuntanumero, py.year
-        order by py.kuntanumero, py.year
-        """, params or [],
-    )
-
-
-def monthly_sums(con: duckdb.DuckDBPyConnection, outcomes: list[str]) -> dict[str, pl.DataFrame]:
-    """Municipality x month sums of each monthly outcome, whole cohort and every subgroup level, in one scan.
-
-    Per outcome a frame with ``dimension`` (``"all"`` or a key of
-    :data:`SUBGROUP_COLUMNS`), ``level`` (the subgroup's value as text; null for
-    ``"all"``), ``kuntanumero``, ``month``, ``s``, ``n`` and ``d``, ordered by
-    dimension, level, municipality and month. The panel is grouped once by
-    municipality, month and every subgroup column, and the exact integer-cent
-    sums are rolled up from there, so each slice equals :func:`~pipeline.estimates.monthly_cells`
-    with the matching ``where`` (levels without persons are absent).
-    """
-    dims = list(SUBGROUP_COLUMNS)
-    keys = [f"g{i}" for i in range(len(dims))]
-    attrs = ", ".join(f"{SUBGROUP_COLUMNS[d]} as {k}" for d, k in zip(dims, keys))
-    fine = ", ".join(f"sum(round(pm.{o} * 100)::hugeint) as s{j}" for j, o in enumerate(outcomes))
-    rolled = ", ".join(f"(sum(s{j})::hugeint / 100)::double as s{j}" for j in range(len(outcomes)))
-    dimension = "case " + " ".join(f"when grouping({k}) = 0 then '{d}'" for d, k in zip(dims, keys)) + " else 'all' end"
-    order = "case dimension " + " ".join(f"when '{d}' then {i + 1}" for i, d in enumerate(dims)) + " else 0 end"
-    sets = ", ".join(["(kuntanumero, month)"] + [f"({k}, kuntanumero, month)" for k in keys])
-    frame = _db.query_frame(con,
-        f"""
-        with fine as (
-            select pm.kuntanumero, pm.month, {attrs}, {fine}, count(*)::bigint as n, max(pm.in_pilot) as d
-            from panel.person_month pm join panel.cohort c using (person_key)
-            group by all
-        ), rolled as (
-            select {dimension} as dimension, coalesce({", ".join(keys)}) as level, kuntanumero, month,
-                   {rolled}, sum(n)::bigint as n, max(d)::double as d
-            from fine
-            group by grouping sets ({sets})
-        ), final as (
-            select * from rolled where dimension = 'all' or level is not null
-        )
-        select * from final order by {order}, level, kuntanumero, month
-        """,
-    )
-    return {o: frame.select("dimension", "level", "kuntanumero", "month", pl.col(f"s{j}").alias("s"), "n", "d")
-            for j, o in enumerate(outcomes)}
-
-
-def avain_assessments(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The assessments before and during the pilot, by person and date: what AVAIN estimates read.
-
-    Pseudonyms do not leave the database: ``person_key`` is replaced by its rank,
-    which keeps the order of the rows and the counts of persons.
-    """
-    return _db.query_frame(con,
-        "select dense_rank() over (order by person_key)::integer as person_key, kuntanumero, period, in_pilot, "
-        "avain_situation, avain_goal_achieved, client_present "
-        "from panel.avain_assessment where period in ('before', 'during') "
-        "order by panel.avain_assessment.person_key, arviointipvm, panel.avain_assessment.rowid",
-    )
 
 
 def run_unit(frames: dict[str, pl.DataFrame], config: EvaluationConfig, unit: Unit) -> dict[str, pl.DataFrame]:

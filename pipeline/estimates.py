@@ -2,7 +2,7 @@
 
 For a monthly outcome the panel is reduced once, in DuckDB, to
 baseline-municipality x month sums (:class:`~pipeline.estimation.Cells`) of the
-whole cohort and of every subgroup level (:func:`pipeline.analysis.monthly_sums`:
+whole cohort and of every subgroup level (:func:`pipeline.readers.monthly_sums`:
 one scan of the panel for all monthly outcomes); under intent to treat every cohort member stays
 in the baseline municipality, which is also the cluster, so the aggregated path
 is exact. From the cells come:
@@ -31,8 +31,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline import db as _db
-from pipeline.analysis import SUBGROUP_COLUMNS, avain_assessments, yearly_sums
+from pipeline import readers
 from pipeline.estimation.cells import Cells
 from pipeline.estimation.clean_controls import clean_controls_cells
 from pipeline.estimation.event_study import event_study_cells
@@ -40,32 +39,18 @@ from pipeline.estimation.twfe import twfe_cells
 from pipeline.inference.pretrend import pretrend_randomization
 from schemas.config import EvaluationConfig
 
+
 # ------------------------------------------------------------------------ cells
 def monthly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
                   params: list[Any] | None = None) -> Cells | None:
-    """Baseline-municipality x month sums of a monthly outcome (one GROUP BY).
-
-    Sums are taken in exact integer cents, so they do not depend on the order in
-    which DuckDB's threads add them up: reruns give identical results.
-    """
-    frame = _db.query_frame(con,
-        f"""
-        select pm.kuntanumero, pm.month, (sum(round(pm.{outcome} * 100)::hugeint) / 100)::double as s,
-               count(*)::bigint as n,
-               max(pm.in_pilot)::double as d
-        from panel.person_month pm join panel.cohort c using (person_key)
-        where {where}
-        group by pm.kuntanumero, pm.month
-        order by pm.kuntanumero, pm.month
-        """, params or [],
-    )
-    return _cells(frame, "month")
+    """Baseline-municipality x month sums of a monthly outcome (:func:`~pipeline.readers.monthly_frame`)."""
+    return _cells(readers.monthly_frame(con, outcome, where=where, params=params), "month")
 
 
 def yearly_cells(con: duckdb.DuckDBPyConnection, outcome: str, *, where: str = "true",
                  params: list[Any] | None = None) -> Cells | None:
     """Baseline-municipality x year sums of a yearly outcome."""
-    return _cells(yearly_sums(con, outcome, where=where, params=params), "month")
+    return _cells(readers.yearly_sums(con, outcome, where=where, params=params), "month")
 
 
 def _cells(frame: pl.DataFrame, time: str) -> Cells | None:
@@ -167,7 +152,7 @@ def few_cluster_inference(cells: Cells, config: EvaluationConfig, *,
 
 
 def monthly_outcome(sums: pl.DataFrame, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
-    """Every estimate of one monthly outcome from its :func:`~pipeline.analysis.monthly_sums` frame."""
+    """Every estimate of one monthly outcome from its :func:`~pipeline.readers.monthly_sums` frame."""
     cells = _cells(sums.filter(pl.col("dimension") == "all"), "month")
     if cells is None:
         return {}
@@ -239,7 +224,7 @@ def subgroups(sums: pl.DataFrame, config: EvaluationConfig, outcome: str, cells:
             rows += r
             inference += i
     for dim in config.subgroups:
-        if dim not in SUBGROUP_COLUMNS:
+        if dim not in readers.SUBGROUP_COLUMNS:
             continue
         for (level,), frame in sums.filter(pl.col("dimension") == dim).partition_by(
                 "level", maintain_order=True, as_dict=True).items():
@@ -267,7 +252,7 @@ def placebo_rows(cells: Cells, outcome: str, config: EvaluationConfig) -> pl.Dat
 
 
 def yearly_outcome(sums: pl.DataFrame, config: EvaluationConfig, outcome: str) -> dict[str, pl.DataFrame]:
-    """Estimates of one yearly outcome from its :func:`~pipeline.analysis.yearly_sums` (a year is treated if any
+    """Estimates of one yearly outcome from its :func:`~pipeline.readers.yearly_sums` (a year is treated if any
     of its months is)."""
     cells = _cells(sums, "month")
     if cells is None:
@@ -285,11 +270,11 @@ def avain_outcomes(con: duckdb.DuckDBPyConnection, config: EvaluationConfig,
     municipality. ``*_client_present`` rows repeat the analysis on assessments
     made with the client present (the sensitivity analysis of the design).
     """
-    return avain_estimates(avain_assessments(con), config, outcomes)
+    return avain_estimates(readers.avain_assessments(con), config, outcomes)
 
 
 def avain_estimates(frame: pl.DataFrame, config: EvaluationConfig, outcomes: list[str]) -> dict[str, pl.DataFrame]:
-    """:func:`avain_outcomes` from the rows of :func:`~pipeline.analysis.avain_assessments`."""
+    """:func:`avain_outcomes` from the rows of :func:`~pipeline.readers.avain_assessments`."""
     from pipeline.estimation.ols import did_ols
 
     rows = []

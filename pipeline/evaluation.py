@@ -10,7 +10,6 @@ that fails is recorded as ``failed`` in ``meta.runs`` with a one-line reason.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import polars as pl
 
 from pipeline import db as _db
 from pipeline.errors import KokeiluError, RunFailedError
+from pipeline.imports import import_in_background
 from schemas.config import EvaluationConfig
 
 
@@ -50,8 +50,8 @@ def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, k
     """Load the delivery (and any corrections) into staging, then run the quality suites."""
     from pipeline.load import load_delivery
 
-    warm = threading.Thread(target=_import_quality, name="kokeilu-import-quality", daemon=True)
-    warm.start()  # Great Expectations takes seconds to import: it does so while the delivery loads
+    # Great Expectations takes seconds to import: it does so while the delivery loads
+    warm = import_in_background(("great_expectations", "pipeline.quality"), name="kokeilu-import-quality")
     with _db.connect(db) as con:
         report = load_delivery(con, kela_dir=kela, avain_dir=avain, key=key, config=config, run_id=run_id)
         summary = report.summary() if hasattr(report, "summary") else {}
@@ -65,16 +65,6 @@ def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, k
             return summary
         summary["quality"] = run_quality_checks(con, run_id=run_id, docs_dir=out / "data_docs")
     return summary
-
-
-def _import_quality() -> None:
-    """Import the expectation suites' stack (a failure is left to the import that needs it)."""
-    try:
-        import great_expectations  # noqa: F401
-
-        import pipeline.quality  # noqa: F401
-    except Exception:  # noqa: BLE001 - reported where the module is used
-        return
 
 
 def panel_stage(db: Path, config: EvaluationConfig) -> dict[str, Any]:

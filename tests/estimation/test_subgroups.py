@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline import db
-from pipeline.estimates import SUBGROUP_COLUMNS, monthly_cells
+from pipeline.estimates import monthly_cells
+from pipeline.readers import SUBGROUP_COLUMNS
 from pipeline.estimation.twfe import twfe, twfe_cells
 
 
