@@ -137,16 +137,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def input_manifest(*dirs: Path | None) -> list[dict[str, str]]:
-    """Name, directory role and SHA-256 of every delivery file under the given directories."""
-    out = []
+def input_manifest(*dirs: Path | None, known: dict[Path, str] | None = None,
+                   hashed: bool = True) -> list[dict[str, str | None]]:
+    """Name, directory role and SHA-256 of every delivery file under the given directories.
+
+    ``known`` holds digests already taken (the loader hashes the bytes it reads);
+    other files are hashed here, or with ``hashed=False`` listed without a digest.
+    """
+    known = {Path(p).resolve(): sha for p, sha in (known or {}).items()}
+    out: list[dict[str, str | None]] = []
     for d in dirs:
         if d is None or not Path(d).is_dir():
             continue
         for path in sorted(Path(d).iterdir()):
             if path.is_file() and path.suffix.lower() in {".csv", ".parquet"}:
-                out.append({"file": path.name, "directory": Path(d).name, "sha256": sha256_file(path)})
+                sha = known.get(path.resolve()) or (sha256_file(path) if hashed else None)
+                out.append({"file": path.name, "directory": Path(d).name, "sha256": sha})
     return out
+
+
+def record_inputs(con: duckdb.DuckDBPyConnection, *, run_id: str, inputs: list[dict[str, str | None]]) -> None:
+    """Replace a run's list of input files (with their SHA-256 once the files have been read)."""
+    con.execute("update meta.runs set inputs = ? where run_id = ?", [json.dumps(inputs), run_id]).fetchall()
 
 
 def new_run_id() -> str:

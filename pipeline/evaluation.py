@@ -37,9 +37,13 @@ class EvaluationSummary:
 
 def begin(db: Path, config: EvaluationConfig, *, kela: Path, avain: Path | None,
           corrections: Path | None = None) -> str:
-    """Create the results tables if needed and record a new run as ``running``."""
+    """Create the results tables if needed and record a new run as ``running``.
+
+    The input files are listed now; their SHA-256 is filled in by :func:`load_stage`
+    from the bytes the loader reads (hashing 1 GB twice costs seconds).
+    """
     run_id = _db.new_run_id()
-    inputs = _db.input_manifest(kela, avain, corrections)
+    inputs = _db.input_manifest(kela, avain, corrections, hashed=False)
     with _db.connect(db) as con:
         _db.start_run(con, run_id=run_id, config_json=config.model_dump_json(), inputs=inputs)
     return run_id
@@ -54,10 +58,14 @@ def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, k
     warm = import_in_background(("great_expectations", "pipeline.quality"), name="kokeilu-import-quality")
     with _db.connect(db) as con:
         report = load_delivery(con, kela_dir=kela, avain_dir=avain, key=key, config=config, run_id=run_id)
-        summary = report.summary() if hasattr(report, "summary") else {}
+        summary = report.summary()
+        files = list(report.files)
         if corrections is not None and corrections.is_dir():
             again = load_delivery(con, kela_dir=corrections, avain_dir=None, key=key, config=config, run_id=run_id)
-            summary["corrections"] = again.summary() if hasattr(again, "summary") else {}
+            summary["corrections"] = again.summary()
+            files += again.files
+        known = {Path(f.path): f.sha256 for f in files if f.path and f.sha256}
+        _db.record_inputs(con, run_id=run_id, inputs=_db.input_manifest(kela, avain, corrections, known=known))
         warm.join()
         try:
             from pipeline.quality import run_quality_checks

@@ -66,6 +66,8 @@ class FileResult:
     skipped: bool = False
     extra_columns: list[str] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
+    path: str | None = None
+    sha256: str | None = None  # of the bytes read (for an unchanged file, of those loaded before)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -279,8 +281,9 @@ def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avai
         if result is None:
             prev = next(counts for e, n, _, _, *counts in manifest if (e, n) == (f.extract, f.name))
             report.files.append(FileResult(f.name, f.extract, rows_in=prev[0], rows_staged=prev[1],
-                                           rows_quarantined=prev[2], skipped=True))
+                                           rows_quarantined=prev[2], skipped=True, path=str(f.path), sha256=sha))
             continue
+        result.path, result.sha256 = str(f.path), sha or None
         report.files.append(result)
         writer.add(f, result, checked, sha)
     writer.flush()

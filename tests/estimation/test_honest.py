@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
+from pipeline.estimation import honest
 from pipeline.estimation.honest import (
     breakdown_relative_magnitudes,
     honest_did,
@@ -248,3 +249,75 @@ def test_breakdown_is_zero_when_insignificant_and_none_without_pre_movement() ->
         warnings.simplefilter("ignore")
         assert dd.HonestDiD(method="relative_magnitude").breakdown_value(
             dd_results(np.array([0.0, 0.0, 1.0, 1.0]), V, 2)) is None
+
+
+@pytest.mark.parametrize("df", [5, 12, 30, 100, None])
+def test_quick_folded_quantile_equals_the_straightforward_root(df: int | None) -> None:
+    """The bracketed root without the negligible lower fold is the plain Brent root on [0, hi] to 1e-12.
+
+    Covers small t (where the lower fold counts), the switch at Phi(-t) = 1e-18
+    (t near 8.76) and the large bias/sd ratios of national runs.
+    """
+    ts = np.r_[0.0, 1e-3, 0.3, 1.0, 2.5, 5.0, 8.7, 8.8, 12.0, 25.0, 50.0, 150.0, 600.0]
+    for alpha in (0.05, 0.1, 0.01):
+        quick = [honest._folded_quantile_quick(t, alpha, df) for t in ts]
+        plain = [honest._folded_quantile(t, alpha, df) for t in ts]
+        assert quick == pytest.approx(plain, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("df", [None, 30])
+def test_half_floor_is_below_the_half_length(df: int | None) -> None:
+    """The floor that rules out pieces of the lasso path bounds the half-length there from below.
+
+    On a single point it is the half-length itself, so the bound is not loose by construction.
+    """
+    beta, V = make_event_study(14, 8, 4)
+    es = honest.event_study_input(beta, V, n_pre=8, n_post=4)
+    path = honest._flci_path(es)
+    rng = np.random.default_rng(3)
+
+    def half(i: int, lam: float, m: float) -> float:
+        z = path.icpt[i] + lam * path.slope[i]
+        return honest._folded_quantile(m * path.bias(z) / path.sd(z), 0.05, df) * path.sd(z)
+
+    for m in (0.005, 0.05, 0.5):
+        for i, (hi, lo) in enumerate(zip(path.knots[:-1], path.knots[1:])):
+            u, v = np.sort(rng.uniform(lo, hi, size=2))
+            for a, b in ((lo, hi), (u, v)):
+                least = min(half(i, lam, m) for lam in np.linspace(a, b, 25))
+                assert honest._half_floor(path, i, a, b, m, 0.05, df) <= least * (1 + 1e-12)
+            assert honest._half_floor(path, i, u, u, m, 0.05, df) == pytest.approx(half(i, u, m), rel=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "n_pre", "n_post", "df"), [(14, 8, 4, None), (13, 5, 3, 30), (21, 11, 6, 30)])
+def test_ruling_out_pieces_leaves_the_flci_unchanged(monkeypatch, seed: int, n_pre: int, n_post: int,
+                                                     df: int | None) -> None:
+    """Searching only the pieces not ruled out gives the interval of searching every piece, to 1e-12.
+
+    With no floor evaluations allowed no piece is ruled out: that is the plain search.
+    """
+    beta, V = make_event_study(seed, n_pre, n_post)
+    grid = [0.0, 0.01, 0.1, 1.0]
+    ruled_out = []
+    exceeds = honest._piece_exceeds
+
+    def spy(*args: object) -> bool:
+        ruled_out.append(exceeds(*args))
+        return ruled_out[-1]
+
+    monkeypatch.setattr(honest, "_piece_exceeds", spy)
+    fast = honest_did(beta, V, n_pre=n_pre, n_post=n_post, mbar_grid=[], m_grid=grid, df=df)
+    assert any(ruled_out)
+    monkeypatch.setattr(honest, "_FLOOR_EVALS", 0)
+    plain = honest_did(beta, V, n_pre=n_pre, n_post=n_post, mbar_grid=[], m_grid=grid, df=df)
+    for a, b in zip(fast.bounds, plain.bounds):
+        assert (a.ci_low, a.ci_high) == pytest.approx((b.ci_low, b.ci_high), rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.2])
+def test_smoothness_m_zero_with_normal_critical_values_at_other_levels(es, alpha: float) -> None:
+    """At M = 0 the normal-case critical value is z itself, the end of the first bracket; it must still be found."""
+    beta, V = es
+    b = smoothness_flci(beta, V, n_pre=N_PRE, n_post=N_POST, m=0.0, alpha=alpha)
+    z = stats.norm.ppf(1 - alpha / 2)
+    assert (b.ci_low, b.ci_high) == pytest.approx((b.center - z * b.std_error, b.center + z * b.std_error), abs=1e-12)

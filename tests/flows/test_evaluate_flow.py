@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,12 @@ def test_flow_runs_under_the_test_harness(evaluated_sample) -> None:
     assert status == "completed"
     assert "toimeentulotuki_201701.csv" in inputs
     assert missing_comments == 0
+    # every input's SHA-256 is recorded, from the bytes the loader read
+    recorded = json.loads(inputs)
+    assert {r["directory"] for r in recorded} == {"kela", "avain", "kela_correction"}
+    for r in recorded:
+        directory = {"kela": SAMPLE / "kela", "avain": SAMPLE / "avain", "kela_correction": SAMPLE / "kela_correction"}
+        assert r["sha256"] == db.sha256_file(directory[r["directory"]] / r["file"]), r["file"]
 
 
 @pytest.mark.slow

@@ -71,6 +71,17 @@ def test_run_is_recorded_with_inputs_and_config(tmp_path: Path) -> None:
     assert version.startswith("0.")
 
 
+def test_input_manifest_takes_known_digests_and_can_list_without_hashing(tmp_path: Path) -> None:
+    delivery = tmp_path / "kela"
+    delivery.mkdir()
+    for month in ("01", "02"):
+        (delivery / f"toimeentulotuki_2017{month}.csv").write_text(f"hetu;x{month}\n", encoding="utf-8")
+    first, second = sorted(delivery.iterdir())
+    assert [i["sha256"] for i in _db.input_manifest(delivery, hashed=False)] == [None, None]
+    listed = _db.input_manifest(delivery, known={first: "given"})
+    assert [i["sha256"] for i in listed] == ["given", _db.sha256_file(second)]
+
+
 def test_every_sql_file_parses(tmp_path: Path) -> None:
     """Nothing under sql/ is dead on arrival: each file at least parses in DuckDB."""
     con = duckdb.connect()
