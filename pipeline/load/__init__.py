@@ -41,8 +41,8 @@ import polars as pl
 
 from pipeline import db as _db
 from pipeline.errors import InputError
-from pipeline.load.checks import IdentityCodes, broken_rules
-from pipeline.load.files import DeliveredFile, FileRuleBroken, classify, looks_like_delivery, read_rows
+from pipeline.load.checks import IdentityCodes, broken_rules, broken_rules_by_file
+from pipeline.load.files import DeliveredFile, FileRuleBroken, RawRows, classify, looks_like_delivery, read_rows
 from schemas.columns import COLUMNS, CheckContext
 from schemas.config import EvaluationConfig
 from schemas.hetu import mask_hetu
@@ -190,17 +190,54 @@ def check_file(f: DeliveredFile, config: EvaluationConfig, *, data: bytes | None
         result.file_rule, result.detail = _unreadable(exc)
         return result, None
     checked = broken_rules(raw.frame, f.extract, _context(f, config), identities)
+    _summarise(result, checked, raw.extra_columns)
+    return result, checked
+
+
+def check_files(files: list[DeliveredFile], config: EvaluationConfig, *, datas: list[bytes] | None = None,
+                identities: IdentityCodes | None = None) -> list[tuple[FileResult, pl.DataFrame | None]]:
+    """:func:`check_file` of each file of one extract, their rows checked together in one pass.
+
+    Checking a file has a fixed cost of some milliseconds whatever its size; an
+    AVAIN-style delivery is hundreds of small files (one per municipality and year).
+    """
+    if len({f.extract for f in files}) > 1:
+        raise ValueError("files checked together must be of one extract")
+    results: list[FileResult] = []
+    raws: list[RawRows | None] = []
+    for f, data in zip(files, datas or [None] * len(files), strict=True):
+        result = FileResult(f.name, f.extract)
+        raw = None
+        try:
+            raw = read_rows(f, data)
+        except FileRuleBroken as exc:
+            result.file_rule, result.detail = exc.rule, exc.detail
+        except OSError as exc:
+            result.file_rule, result.detail = _unreadable(exc)
+        results.append(result)
+        raws.append(raw)
+    read = [i for i, raw in enumerate(raws) if raw is not None]
+    checked = broken_rules_by_file([raws[i].frame for i in read], files[0].extract if files else "kela",
+                                   [_context(files[i], config) for i in read], identities)
+    out: list[tuple[FileResult, pl.DataFrame | None]] = [(r, None) for r in results]
+    for i, rows in zip(read, checked, strict=True):
+        _summarise(results[i], rows, raws[i].extra_columns)
+        out[i] = (results[i], rows)
+    return out
+
+
+def _summarise(result: FileResult, checked: pl.DataFrame, extra_columns: list[str]) -> None:
+    """Fill a file's result from its checked rows."""
     bad = checked.filter(pl.col("rule").is_not_null())
     result.rows_in = checked.height
     result.rows_quarantined = bad.height
     result.rows_staged = checked.height - bad.height
     result.by_rule = {r: int(n) for r, n in bad.group_by("rule").len().iter_rows()}
-    result.extra_columns = raw.extra_columns
+    result.extra_columns = extra_columns
     result.violations = [
         {"line": int(line), "rule": rule, "detail": _detail(rule, rules)}
         for line, rule, rules in bad.select("source_line", "rule", "rules").sort("source_line").iter_rows()
     ]
-    return result, checked
 
 
 def _unreadable(exc: OSError) -> tuple[str, str]:
@@ -230,8 +267,8 @@ def validate_delivery(directory: Path, *, config: EvaluationConfig) -> Validatio
         return report
     report.files.extend(bad)
     identities = IdentityCodes(require_synthetic=config.require_synthetic_hetu)
-    for f in files:
-        report.files.append(check_file(f, config, identities=identities)[0])
+    for job in _jobs(files):
+        report.files.extend(r for r, _ in check_files(job, config, identities=identities))
     return report
 
 
@@ -294,39 +331,67 @@ Prepared = tuple[DeliveredFile, str, FileResult | None, pl.DataFrame | None]
 """A file, its SHA-256, its result (``None``: unchanged since it was loaded) and its checked rows."""
 
 
+SMALL_FILES = 64
+"""AVAIN-style files (small: one per municipality and year) read and checked together, at most."""
+
+
+def _jobs(files: list[DeliveredFile]) -> list[list[DeliveredFile]]:
+    """The files in order, runs of consecutive AVAIN-style files grouped (up to ``SMALL_FILES``)."""
+    jobs: list[list[DeliveredFile]] = []
+    for f in files:
+        if f.extract == "avain" and jobs and jobs[-1][0].extract == "avain" and len(jobs[-1]) < SMALL_FILES:
+            jobs[-1].append(f)
+        else:
+            jobs.append([f])
+    return jobs
+
+
 def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], config: EvaluationConfig,
               identities: IdentityCodes) -> Iterator[Prepared]:
-    """Each file read, hashed and checked, in order, one file ahead of the caller.
+    """Each file read, hashed and checked, in order, ahead of the caller.
 
-    A worker thread prepares the next file while the caller writes the current one
-    to DuckDB (polars and DuckDB both release the GIL), so both cores stay busy.
-    Only the worker touches ``identities``, one file at a time.
+    A worker thread prepares the next file (or group of small files) while the
+    caller writes the current one to DuckDB (polars and DuckDB both release the
+    GIL), so both cores stay busy. Only the worker touches ``identities``.
     """
 
-    def prepare(f: DeliveredFile) -> Prepared:
-        try:
-            data = f.path.read_bytes()
-        except OSError as exc:
-            result = FileResult(f.name, f.extract)
-            result.file_rule, result.detail = _unreadable(exc)
-            return f, "", result, None
-        sha = hashlib.sha256(data).hexdigest()
-        if loaded.get((f.extract, f.name)) == sha:
-            return f, sha, None, None
-        result, checked = check_file(f, config, data=data, identities=identities)
-        return f, sha, result, checked
+    def prepare(job: list[DeliveredFile]) -> list[Prepared]:
+        done: dict[int, Prepared] = {}
+        fresh: list[tuple[int, DeliveredFile, str, bytes]] = []
+        for i, f in enumerate(job):
+            try:
+                data = f.path.read_bytes()
+            except OSError as exc:
+                result = FileResult(f.name, f.extract)
+                result.file_rule, result.detail = _unreadable(exc)
+                done[i] = (f, "", result, None)
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if loaded.get((f.extract, f.name)) == sha:
+                done[i] = (f, sha, None, None)
+            else:
+                fresh.append((i, f, sha, data))
+        if len(fresh) == 1:
+            i, f, sha, data = fresh[0]
+            done[i] = (f, sha, *check_file(f, config, data=data, identities=identities))
+        elif fresh:
+            checked = check_files([f for _, f, _, _ in fresh], config, datas=[d for *_, d in fresh],
+                                  identities=identities)
+            for (i, f, sha, _), (result, rows) in zip(fresh, checked, strict=True):
+                done[i] = (f, sha, result, rows)
+        return [done[i] for i in range(len(job))]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kokeilu-load") as pool:
-        ahead: deque[Future[Prepared]] = deque()
-        files = iter(todo)
-        for f in itertools.islice(files, 1):
-            ahead.append(pool.submit(prepare, f))
+        ahead: deque[Future[list[Prepared]]] = deque()
+        jobs = iter(_jobs(todo))
+        for job in itertools.islice(jobs, 1):
+            ahead.append(pool.submit(prepare, job))
         while ahead:
             current = ahead.popleft()
-            following = next(files, None)
+            following = next(jobs, None)
             if following is not None:
                 ahead.append(pool.submit(prepare, following))
-            yield current.result()
+            yield from current.result()
 
 
 def _progress(items: Iterator[Prepared], total: int, show: bool) -> Iterator[Prepared]:
@@ -516,4 +581,4 @@ def _validation_rows(run_id: str, now: dt.datetime, f: DeliveredFile, result: Fi
     return rows
 
 
-__all__ = ["FileResult", "ValidationReport", "check_file", "load_delivery", "validate_delivery"]
+__all__ = ["FileResult", "ValidationReport", "check_file", "check_files", "load_delivery", "validate_delivery"]

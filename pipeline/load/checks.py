@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -228,13 +229,13 @@ def _fast_text(col: Column, ctx: CheckContext) -> pl.Expr:
 def _fast_code3(col: Column, ctx: CheckContext) -> pl.Expr:
     known = sorted(m for m in ctx.municipalities if CODE3_PATTERN.fullmatch(m))
     if ctx.file_kuntanumero is not None:
-        return pl.col(col.name) == ctx.file_kuntanumero if ctx.file_kuntanumero in known else pl.lit(False)
+        return pl.col(col.name).is_in(known) & (pl.col(col.name) == ctx.file_kuntanumero)
     return pl.col(col.name).is_in(known)
 
 
 def _fast_yyyymm(col: Column, ctx: CheckContext) -> pl.Expr:
     month = ctx.file_month
-    if month is not None and YYYYMM_PATTERN.fullmatch(month) and FIRST_MONTH <= month <= ctx.today.strftime("%Y%m"):
+    if isinstance(month, str) and YYYYMM_PATTERN.fullmatch(month) and FIRST_MONTH <= month <= ctx.today.strftime("%Y%m"):
         return pl.col(col.name) == month
     return _yyyymm(col, ctx).is_null()
 
@@ -327,6 +328,45 @@ def hetu_number(name: str = "hetu") -> pl.Expr:
 
 
 # --------------------------------------------------------------------- the rules
+@dataclass(frozen=True)
+class _ByFile:
+    """A :class:`CheckContext` whose file-name values are columns of the frame (several files in one pass)."""
+
+    municipalities: frozenset[str]
+    today: dt.date
+    require_synthetic_hetu: bool
+    file_month: pl.Expr = pl.col("_file_month")
+    file_kuntanumero: pl.Expr = pl.col("_file_kuntanumero")
+    file_year: pl.Expr = pl.col("_file_year")
+
+
+def broken_rules_by_file(frames: list[pl.DataFrame], extract: str, contexts: list[CheckContext],
+                         identities: IdentityCodes | None = None) -> list[pl.DataFrame]:
+    """:func:`broken_rules` of each frame, the frames checked together in one pass.
+
+    Each file's context is spread over its rows; the set rules apply within a
+    file. Small files (an AVAIN-style delivery is one per municipality and year)
+    cost mostly the fixed price of a pass, so this is the way to check many.
+    """
+    if not frames:
+        return []
+    first = contexts[0]
+    if any((c.municipalities, c.today, c.require_synthetic_hetu)
+           != (first.municipalities, first.today, first.require_synthetic_hetu) for c in contexts):
+        raise ValueError("files checked together must share the municipalities, today and the identity-code rule")
+    tagged = pl.concat([
+        frame.with_columns(pl.lit(i, dtype=pl.Int32).alias("_file"),
+                           pl.lit(ctx.file_month, dtype=pl.String).alias("_file_month"),
+                           pl.lit(ctx.file_kuntanumero, dtype=pl.String).alias("_file_kuntanumero"),
+                           pl.lit(ctx.file_year, dtype=pl.Int32).alias("_file_year"))
+        for i, (frame, ctx) in enumerate(zip(frames, contexts, strict=True))], how="vertical")
+    by_file = _ByFile(first.municipalities, first.today, first.require_synthetic_hetu)
+    checked = broken_rules(tagged, extract, by_file, identities)  # type: ignore[arg-type]
+    parts = checked.partition_by("_file", as_dict=True, maintain_order=True)
+    helpers = ["_file", "_file_month", "_file_kuntanumero", "_file_year"]
+    return [parts[(i,)].drop(helpers) if (i,) in parts else checked.clear().drop(helpers) for i in range(len(frames))]
+
+
 def broken_rules(frame: pl.DataFrame, extract: str, ctx: CheckContext,
                  identities: IdentityCodes | None = None) -> pl.DataFrame:
     """``frame`` with ``rule`` (first broken rule or null) and ``rules`` (all of them, in precedence order;
@@ -379,14 +419,16 @@ def _cross_rules() -> pl.Expr:
 
 def set_rules(frame: pl.DataFrame, extract: str) -> pl.DataFrame:
     """Rules over several rows, among the rows that pass the row rules: a duplicated key, too many goals."""
-    rows = frame.select(*KEYS[extract], "rule").with_row_index("_j").filter(pl.col("rule").is_null()).drop("rule")
+    within = ["_file"] if "_file" in frame.columns else []  # files checked together: the rules hold per file
+    rows = (frame.select(*within, *KEYS[extract], "rule").with_row_index("_j")
+            .filter(pl.col("rule").is_null()).drop("rule"))
     marked: dict[str, pl.Series] = {}
-    dup = rows.filter(pl.struct(KEYS[extract]).is_duplicated())["_j"]
+    dup = rows.filter(pl.struct([*within, *KEYS[extract]]).is_duplicated())["_j"]
     if dup.len():
         marked["duplicate_key"] = dup
     if extract == "avain":
         rest = rows.filter(~pl.col("_j").is_in(dup.implode()))
-        many = rest.filter(pl.len().over("hetu", "arviointipvm") > 3)["_j"]
+        many = rest.filter(pl.len().over(*within, "hetu", "arviointipvm") > 3)["_j"]
         if many.len():
             marked["assessment_too_many_goals"] = many
     if not marked:

@@ -108,3 +108,30 @@ def test_database_in_use_fails_at_once(tmp_path) -> None:
             pass
     finally:
         holder.kill()
+
+
+def test_small_files_checked_together_as_each_alone(small_delivery, config, tmp_path) -> None:
+    """AVAIN-style files are checked in one pass: results and rows as file by file, set rules within a file."""
+    import polars as pl
+
+    from pipeline.load import check_file, check_files
+    from pipeline.load.files import classify
+
+    out, _ = small_delivery
+    corpus = Path(__file__).resolve().parents[3] / "fixtures" / "bad_deliveries" / "cases"
+    files = sorted(out.joinpath("avain").iterdir())[:40] + sorted(corpus.glob("*/avain_*"))
+    # the same rows under another municipality's name: a duplicate key across files is not one
+    twin = tmp_path / files[0].name.replace(files[0].name[6:9], "999")
+    twin.write_bytes(files[0].read_bytes())
+    delivered = [d for p in [*files, twin] if (d := classify(p)) is not None]
+    assert len(delivered) > 40
+    together = check_files(delivered, config)
+    for f, (result, rows) in zip(delivered, together, strict=True):
+        alone, alone_rows = check_file(f, config)
+        assert result.as_dict() == alone.as_dict(), f.name
+        assert (rows is None) == (alone_rows is None)
+        if rows is not None:
+            assert rows.equals(alone_rows.select(rows.columns)), f.name
+    assert any(r.rows_quarantined for r, _ in together)
+    assert together[-1][0].by_rule.get("kuntanumero_file_mismatch") == together[-1][0].rows_in
+    assert pl.concat([rows for _, rows in together if rows is not None]).height > 500
