@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
 from schemas.columns import (
@@ -274,7 +275,8 @@ class IdentityCodes:
         schema = {"_n": pl.Int64, "_r_hetu": pl.Int32, "_birth_date": pl.Date, "_sex": pl.String}
         if pseudonymiser is not None:
             schema["_person_key"] = pl.String
-        self._known = pl.DataFrame(schema=schema)
+        self._known = pl.DataFrame(schema=schema)  # sorted by _n
+        self._numbers = np.empty(0, dtype=np.int64)  # its _n, for binary search
 
     def __repr__(self) -> str:
         return f"IdentityCodes({self._known.height} codes)"
@@ -282,23 +284,39 @@ class IdentityCodes:
     def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` with ``_r_hetu``, ``_birth_date``, ``_sex`` (and ``_person_key``) of its ``hetu``.
 
-        Only what the codes yield is kept, not the codes themselves. Codes of the identity-code shape are looked up by :func:`hetu_number`, an
-        integer that spells the code exactly, so the lookup is an integer join; the
-        rare codes of another shape (all invalid) are described afresh each time.
+        Only what the codes yield is kept, not the codes themselves. Codes of the
+        identity-code shape are looked up by :func:`hetu_number`, an integer that
+        spells the code exactly, by binary search among the known ones (kept sorted);
+        the rare codes of another shape (all invalid) are described afresh each time.
         """
         numbered = frame.select(pl.col("hetu"), hetu_number("hetu").alias("_n"))
-        unseen = (numbered.filter(pl.col("_n").is_not_null()).unique("_n")
-                  .join(self._known.select("_n"), on="_n", how="anti"))
-        if unseen.height:
-            self._known = pl.concat([self._known, self._describe(unseen)], how="vertical").rechunk()
+        shaped = numbered["_n"].is_not_null().to_numpy()
+        n = numbered["_n"].fill_null(-1).to_numpy()
+        at, hit = self._find(n, shaped)
+        if not hit[shaped].all():
+            unseen = numbered.filter(pl.Series(shaped & ~hit)).unique("_n")
+            self._known = pl.concat([self._known, self._describe(unseen)], how="vertical").sort("_n").rechunk()
+            self._numbers = self._known["_n"].to_numpy()
+            at, hit = self._find(n, shaped)
         payload = [c for c in self._known.columns if c != "_n"]
-        found = numbered.join(self._known, on="_n", how="left", maintain_order="left").select(payload)
+        if self._known.height:
+            found = self._known.select(payload)[at].with_columns(
+                pl.when(pl.Series(hit)).then(pl.col(c)).alias(c) for c in payload)
+        else:
+            found = self._known.select(payload).clear(len(n))
         odd = numbered["_n"].is_null() & numbered["hetu"].is_not_null()
         if odd.any():
             rows = odd.arg_true()
             fresh = self._describe(numbered.filter(odd).with_row_index("_o"), keep="_o")
             found = found.with_columns(found[c].scatter(rows, fresh[c]) for c in payload)
         return frame.with_columns(found)
+
+    def _find(self, n: np.ndarray, shaped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each number is among the known ones (sorted), and whether it is there."""
+        if not len(self._numbers):
+            return np.zeros(len(n), dtype=np.int64), np.zeros(len(n), dtype=bool)
+        at = np.minimum(np.searchsorted(self._numbers, n), len(self._numbers) - 1)
+        return at, shaped & (self._numbers[at] == n)
 
     def _describe(self, codes: pl.DataFrame, keep: str = "_n") -> pl.DataFrame:
         """Rule, birth date, sex (and ``person_key``) of distinct ``codes``, with their ``keep`` column."""
@@ -423,7 +441,9 @@ def set_rules(frame: pl.DataFrame, extract: str) -> pl.DataFrame:
     rows = (frame.select(*within, *KEYS[extract], "rule").with_row_index("_j")
             .filter(pl.col("rule").is_null()).drop("rule"))
     marked: dict[str, pl.Series] = {}
-    dup = rows.filter(pl.struct([*within, *KEYS[extract]]).is_duplicated())["_j"]
+    # a duplicated key has a duplicated identity code: the few such rows are compared on the whole key
+    shared = rows.filter(pl.col("hetu").is_duplicated())
+    dup = shared.filter(pl.struct([*within, *KEYS[extract]]).is_duplicated())["_j"]
     if dup.len():
         marked["duplicate_key"] = dup
     if extract == "avain":

@@ -201,7 +201,7 @@ def _read_bulk(body: bytes, header: list[str], wanted: list[str]) -> pl.DataFram
         starts = starts[:-1]
     if len(ends) == 0:
         return None
-    quoted = np.unique(np.searchsorted(ends, np.flatnonzero(bytes_ == ord('"'))))
+    quoted = _distinct_sorted(np.searchsorted(ends, np.flatnonzero(bytes_ == ord('"'))))
     if len(quoted) > BULK_EXCEPTIONS:
         return None
     names = [f"_f{i}" for i in range(n)]
@@ -231,6 +231,13 @@ def _read_bulk(body: bytes, header: list[str], wanted: list[str]) -> pl.DataFram
     lines = [body[starts[i]: ends[i]].decode("utf-8").removesuffix("\r") for i in rows]
     redone = _split_lines(pl.DataFrame({"line": lines, "source_line": rows.astype(np.int64) + 2}), header, wanted)
     return pl.concat([out.filter(~suspect), redone]).sort("source_line")
+
+
+def _distinct_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (``np.unique`` without its sort or hash)."""
+    if values.size == 0:
+        return values
+    return values[np.concatenate(([True], values[1:] != values[:-1]))]
 
 
 def _lines(data: bytes) -> pl.Series:
