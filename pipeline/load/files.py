@@ -230,7 +230,8 @@ def _read_bulk(body: bytes, header: list[str], wanted: list[str]) -> pl.DataFram
         return None
     lines = [body[starts[i]: ends[i]].decode("utf-8").removesuffix("\r") for i in rows]
     redone = _split_lines(pl.DataFrame({"line": lines, "source_line": rows.astype(np.int64) + 2}), header, wanted)
-    return pl.concat([out.filter(~suspect), redone]).sort("source_line")
+    at = pl.Series(rows.astype(np.int64))  # redone keeps the order of its lines: put each row back in place
+    return out.with_columns(out[c].scatter(at, redone[c]) for c in [*wanted, "_malformed"])
 
 
 def _distinct_sorted(values: np.ndarray) -> np.ndarray:
