@@ -248,59 +248,63 @@ def _frank_wolfe(Yc: np.ndarray, zeta: float, init: np.ndarray, tol: float, max_
     ``Yc`` is (R, N, K + 1): for each problem the columns of A and then b,
     already centred column by column (the intercept). Exact line search; a
     problem stops when its objective falls by less than ``tol**2`` or after
-    ``max_steps`` steps, the others go on. The fit :math:`Ax` and residual of a
-    step's objective are those the next step's gradient needs, so each step
-    multiplies by A twice, not three times (A keeps the memory layout it comes
-    in: einsum's sums, hence the weights to the last bit, depend on it).
+    ``max_steps`` steps, the others go on.
+
+    The problems are small and the steps many, so numpy's per-call overhead
+    sets the pace and a step makes few calls. With :math:`s = \sqrt N\zeta`
+    the objective is :math:`\|u\|^2/N` for :math:`u = (s x, A x - b)`; the
+    state is :math:`(x, u)`, linear in x, so the state less that of vertex i,
+    :math:`(e_i, s e_i, A_i - b)`, is minus the direction :math:`(d, s d, Ad)`
+    and one table row per vertex gives the whole step. The half gradient is
+    :math:`(sI; A)^\top u` (the residual is kept, not recomputed from
+    :math:`A^\top A`, whose cancellation costs digits on near-collinear
+    columns), and a step t along d lowers the objective by
+    :math:`t(-2g^\top d - t\|(sd, Ad)\|^2)/N`: the stopping rule compares that
+    decrease, computed directly rather than as a difference of objectives.
     """
     R, N, K1 = Yc.shape
     K = K1 - 1
-    eta = N * zeta**2
-    out = init.copy()
+    A, b = Yc[:, :, :-1], Yc[:, :, -1:]
+    s = np.sqrt(N) * zeta
+    eye = np.broadcast_to(np.eye(K), (R, K, K))
+    lift = np.concatenate([s * eye, A], axis=1)
+    out = np.array(init, dtype=float)
+    z = np.concatenate([out, s * out, (A @ out[:, :, None] - b)[:, :, 0]], axis=1)
+    vertices = np.concatenate([eye, s * eye, (A - b).transpose(0, 2, 1)], axis=2).reshape(R * K, -1)
+    small = N * tol**2
     idx = np.arange(R)
-    A, b, x = Yc[:, :, :-1], Yc[:, :, -1], init.copy()
-    Ax = np.einsum("rnk,rk->rn", A, x)
-    resid = Ax - b
-    prev = np.full(R, np.inf)
-    rows = np.arange(R)
-    for _ in range(max_steps):
-        half_grad = np.einsum("rnk,rn->rk", A, resid)
-        half_grad += eta * x
-        i = half_grad.argmin(axis=1)
-        d = -x
-        d.reshape(-1)[rows * K + i] += 1.0
-        d_err = A[rows, :, i]
-        d_err -= Ax
-        denom = np.einsum("rn,rn->r", d_err, d_err)
-        denom += eta * np.einsum("rk,rk->r", d, d)
-        move = np.abs(d).max(axis=1) > 1e-8
-        move &= denom > 0
-        if move.all():
-            step = np.einsum("rk,rk->r", half_grad, d)
-            np.negative(step, out=step)
-            step /= denom
-            np.clip(step, 0.0, 1.0, out=step)
-            d *= step[:, None]
-            x = x + d
+    base = idx * K
+    for n_step in range(max_steps):
+        g = (z[:, None, K:] @ lift)[:, 0, :]
+        flat = g.argmin(axis=1)
+        flat += base
+        back = vertices.take(flat, axis=0)
+        np.subtract(z, back, out=back)  # -(d, s d, A d)
+        minus_d = back[:, :K]
+        slope = np.vecdot(g, minus_d)  # -g'd >= 0
+        curve = np.vecdot(back[:, K:], back[:, K:])  # d'(A'A + N zeta^2 I)d
+        move = minus_d.take(flat) < -1e-8
+        move &= curve > 0
+        if np.count_nonzero(move) == move.size:
+            step = np.minimum(np.maximum(slope / curve, 0.0), 1.0)
         else:
-            step = np.clip(-np.einsum("rk,rk->r", half_grad, d) / np.where(move, denom, 1.0), 0.0, 1.0)
-            x = np.where(move[:, None], x + step[:, None] * d, x)
-        Ax = np.einsum("rnk,rk->rn", A, x)
-        resid = Ax - b
-        val = zeta**2 * np.einsum("rk,rk->r", x, x)
-        val += np.einsum("rn,rn->r", resid, resid) / N
-        done = prev - val < tol**2
-        if done.any():
-            out[idx[done]] = x[done]
+            move = (np.abs(minus_d).max(axis=1) > 1e-8) & (curve > 0)
+            step = np.where(move, np.clip(slope / np.where(move, curve, 1.0), 0.0, 1.0), 0.0)
+        back *= step[:, None]
+        z -= back
+        fall = slope + slope  # N times the objective's decrease
+        fall -= step * curve
+        fall *= step
+        done = fall < small
+        if n_step and np.count_nonzero(done):
+            out[idx[done]] = z[done, :K]
             keep = ~done
-            idx, A, b, x, val = idx[keep], A[keep], b[keep], x[keep], val[keep]
-            if idx.size == 0:
+            if not keep.any():
                 return out
-            rows = np.arange(idx.size)
-            Ax = np.einsum("rnk,rk->rn", A, x)
-            resid = Ax - b
-        prev = val
-    out[idx] = x
+            idx, z, lift = idx[keep], z[keep], lift[keep]
+            vertices = vertices.reshape(-1, K, vertices.shape[1])[keep].reshape(-1, vertices.shape[1])
+            base = np.arange(idx.size) * K
+    out[idx] = z[:, :K]
     return out
 
 
