@@ -4,8 +4,10 @@ Each stage runs in its own child process on the same database, in the order of a
 run (load, validate, panels, estimate with inference, report), so each has its
 own wall time and peak RSS; the baselines run the same way:
 
-* DuckDB's bare ``read_csv`` of the same Kela files (and ``read_parquet`` of the
-  Parquet month) into a table, with the contract's types -- what no loader can beat;
+* DuckDB's bare read of the same files (``read_csv`` of every Kela-style CSV,
+  the correction's included, with the contract's types; ``read_parquet`` of the
+  Parquet month; ``read_csv`` of the AVAIN-style files) into tables -- what no
+  loader can beat;
 * pyfixest's ``feols`` of the headline TWFE regression on ``panel.person_month``.
 
 Targets (ratios, same run): the whole evaluation <= 3x the bare read, peak RSS <=
@@ -50,8 +52,8 @@ def _emit(**data: object) -> None:
 
 # ----------------------------------------------------------------- child stages
 def child_bare_read(delivery: str, db: str) -> None:
-    """DuckDB alone: every Kela CSV into one table with the contract's types, nothing checked
-    (the same bare read as ``benchmarks/load.py``)."""
+    """DuckDB alone: every file of the delivery into tables, nothing checked (the bare read of
+    ``benchmarks/load.py``)."""
     from load import _bare_read
 
     out = _bare_read(Path(delivery), Path(db))

@@ -1,9 +1,10 @@
 """Loading speed: ``load_delivery`` against DuckDB's bare ``read_csv`` of the same Kela-style files.
 
 The bare read is the floor any loader of these files stands on: DuckDB parses
-every Kela-style CSV of the delivery with the contract's column types
-(``delim=';'``, ``decimal_separator=','``, columns matched by name, rows it
-cannot parse skipped) into a table, and does nothing else. ``load_delivery``
+every file of the delivery into tables -- the Kela-style CSVs (and the
+correction's) with the contract's column types (``delim=';'``,
+``decimal_separator=','``, columns matched by name, rows it cannot parse
+skipped), the Parquet months, the AVAIN-style CSVs -- and does nothing else. ``load_delivery``
 does the whole job: file and row rules, quarantine, pseudonymisation, manifest,
 staging, for the Kela-style and AVAIN-style files of the delivery.
 
@@ -41,20 +42,34 @@ def _duckdb_type(kind: str) -> str:
 
 
 def _bare_read(delivery: Path, db: Path) -> dict[str, float]:
-    """DuckDB ``read_csv`` of the Kela-style files into one table, and nothing else."""
+    """DuckDB reading every file the run reads into tables, and nothing else.
+
+    The Kela-style CSVs (the delivery's and the correction's) with the contract's
+    types into one table, the Parquet months into another, the AVAIN-style CSVs
+    into a third (their columns as DuckDB's sniffer types them).
+    """
     import duckdb
 
     from schemas.columns import KELA_COLUMNS
 
-    files = sorted(str(p) for p in (delivery / "kela").glob("toimeentulotuki_*.csv"))
+    kela = sorted(str(p) for d in ("kela", "kela_correction") for p in (delivery / d).glob("toimeentulotuki_*.csv"))
+    parquet = sorted(str(p) for p in (delivery / "kela").glob("toimeentulotuki_*.parquet"))
+    avain = sorted(str(p) for p in (delivery / "avain").glob("avain_*.csv"))
     types = {c.name: _duckdb_type(c.kind) for c in KELA_COLUMNS}
     db.unlink(missing_ok=True)
     start = time.perf_counter()
     con = duckdb.connect(str(db))
     con.execute("set enable_progress_bar = false")
     con.execute("create table kela as select * from read_csv(?, delim = ';', decimal_separator = ',', header = true, "
-                "union_by_name = true, types = ?, ignore_errors = true)", [files, types])
+                "union_by_name = true, types = ?, ignore_errors = true)", [kela, types])
     rows = con.execute("select count(*) from kela").fetchall()[0][0]
+    if parquet:
+        con.execute("create table kela_parquet as select * from read_parquet(?, union_by_name = true)", [parquet])
+        rows += con.execute("select count(*) from kela_parquet").fetchall()[0][0]
+    if avain:
+        con.execute("create table avain as select * from read_csv(?, delim = ';', header = true, "
+                    "union_by_name = true, ignore_errors = true)", [avain])
+        rows += con.execute("select count(*) from avain").fetchall()[0][0]
     con.close()
     return {"seconds": time.perf_counter() - start, "rows": float(rows)}
 
