@@ -232,6 +232,48 @@ def test_kela_checks_agree_with_row_models(rows: list[dict[str, str]]) -> None:
     _agree(rows, "kela", KELA_CTX)
 
 
+@st.composite
+def valid_kela_row(draw: st.DrawFn) -> dict[str, str]:
+    """A valid Kela-style row, its numbers spelled in any way the contract allows (sign, leading zeros)."""
+    birth = draw(st.dates(dt.date(1900, 1, 1), dt.date(2005, 12, 31)))
+    zzz = str(draw(st.integers(900, 999)))
+    ddmmyy = birth.strftime("%d%m%y")
+    code = ddmmyy + ("-" if birth.year < 2000 else "A") + zzz + CHECK_ALPHABET[int(ddmmyy + zzz) % 31]
+
+    def spelled(value: int) -> str:
+        return draw(st.sampled_from(["", "+"])) + "0" * draw(st.integers(0, 2)) + str(value)
+
+    def amount() -> str:
+        cents = draw(st.sampled_from(["", ",0", ",5", ",05", ",99", ",10"]))
+        return spelled(draw(st.integers(0, 99_999))) + cents
+
+    return {"hetu": code, "kotitalous_id": "KT1", "kuntanumero": "837", "tilastokuukausi": "201803",
+            "kotitaloustyyppi": spelled(draw(st.integers(1, 5))), "tyomarkkina_asema": spelled(draw(st.integers(1, 6))),
+            "perusosa_eur": amount(), "myonnetty_eur": amount(),
+            "perusosan_alennus_pct": spelled(draw(st.sampled_from([0, 20, 40]))),
+            "ohjaus_sosiaalityohon": spelled(draw(st.integers(0, 1)))}
+
+
+@FAST
+@given(st.lists(valid_kela_row(), min_size=1, max_size=40, unique_by=lambda r: r["hetu"]))
+def test_valid_kela_rows_typed_by_polars_as_duckdb_casts_them(rows: list[dict[str, str]]) -> None:
+    """The loader types Kela-style values in polars: for every valid spelling, what DuckDB's casts give."""
+    from pipeline.load import KELA_TYPED, staging_types
+
+    checked = broken_rules(_frame(rows, "kela"), "kela", KELA_CTX)
+    assert checked["rule"].null_count() == len(rows)
+    valid = staging_types("kela", checked)
+    columns = list(KELA_TYPED)
+    con = duckdb.connect()
+    con.register("v", valid.to_arrow())
+    cast = {c: f"replace({c}, ',', '.')::decimal(12, 2)" if "eur" in c else f"{c}::tinyint" for c in columns}
+    sql = (f"select {', '.join(cast.values())}, strptime(tilastokuukausi, '%Y%m')::date, year(_birth_date) from v")
+    by_duckdb = con.execute(sql).fetchall()
+    by_polars = con.execute(f"select {', '.join(f'_t_{c}' for c in columns)}, _month, _birth_year from v").fetchall()
+    assert by_polars == by_duckdb
+    assert all(v is not None for row in by_polars for v in row)
+
+
 @FAST
 @given(st.lists(kela_row(), min_size=1, max_size=6))
 def test_kela_checks_agree_when_real_identity_codes_are_allowed(rows: list[dict[str, str]]) -> None:
