@@ -65,7 +65,7 @@ class Pseudonymiser:
         """The ``person_key`` of one identity code, in the canonical UUID spelling."""
         return str(uuid.UUID(bytes=self.digest(hetu)[:KEY_BYTES]))
 
-    def keys_of(self, codes: Iterable[str]) -> list[str]:
-        """``person_key`` of each identity code, in order, as 32 hex digits (DuckDB casts them to ``UUID``)."""
+    def keys_of(self, codes: Iterable[str]) -> list[bytes]:
+        """``person_key`` of each identity code, in order, as the UUID's 16 bytes (big-endian, as DuckDB's)."""
         digest = self.digest
-        return [digest(c)[:KEY_BYTES].hex() for c in codes]
+        return [digest(c)[:KEY_BYTES] for c in codes]

@@ -38,6 +38,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import db as _db
 from pipeline.errors import InputError
@@ -498,11 +500,21 @@ def _insert(con: duckdb.DuckDBPyConnection, sql: str, frames: list[pl.DataFrame]
     frames = [f for f in frames if f.height]
     if not frames:
         return
-    con.register("_rows", pl.concat(frames, how="vertical").to_arrow())
+    con.register("_rows", _as_uuid(pl.concat(frames, how="vertical").to_arrow(), "_person_key"))
     try:
         con.execute(sql).fetchall()
     finally:
         con.unregister("_rows")
+
+
+def _as_uuid(table: pa.Table, name: str) -> pa.Table:
+    """``table`` with its 16-byte column ``name`` as Arrow's UUID type, which DuckDB reads as ``UUID`` uncast."""
+    if name not in table.column_names:
+        return table
+    storage = pc.cast(table[name], pa.binary(16))
+    column = pa.chunked_array([pa.ExtensionArray.from_storage(pa.uuid(), chunk) for chunk in storage.chunks],
+                              type=pa.uuid())
+    return table.set_column(table.column_names.index(name), name, column)
 
 
 MANIFEST_SCHEMA = {"extract": pl.String, "file_name": pl.String, "period": pl.String, "sha256": pl.String,
@@ -555,7 +567,7 @@ STAGING_INSERT: dict[str, str] = {
             person_key, birth_date, birth_year, sex, kotitalous_id, kuntanumero, month, tilastokuukausi,
             {", ".join(KELA_TYPED)}, source_file, source_line)
         select
-            _person_key::uuid, _birth_date, _birth_year, _sex, kotitalous_id, kuntanumero, _month, tilastokuukausi,
+            _person_key, _birth_date, _birth_year, _sex, kotitalous_id, kuntanumero, _month, tilastokuukausi,
             {", ".join(f"_t_{c}" for c in KELA_TYPED)}, source_file, source_line
         from _rows""",
     "avain": """
@@ -563,7 +575,7 @@ STAGING_INSERT: dict[str, str] = {
             person_key, birth_year, sex, kuntanumero, arviointipvm, arviointikerta, tavoitealue, tilannearvio,
             tavoitteen_saavutus, tilannetekijat, palvelut, menetelmat, asiakas_lasna, source_file, source_line)
         select
-            _person_key::uuid, year(_birth_date), _sex, kuntanumero, arviointipvm::date, arviointikerta::integer,
+            _person_key, year(_birth_date), _sex, kuntanumero, arviointipvm::date, arviointikerta::integer,
             tavoitealue, tilannearvio::tinyint, nullif(tavoitteen_saavutus, '')::tinyint, tilannetekijat,
             palvelut, menetelmat, asiakas_lasna::tinyint, source_file, source_line
         from _rows""",

@@ -274,7 +274,7 @@ class IdentityCodes:
         self._pseudonymiser = pseudonymiser
         schema = {"_n": pl.Int64, "_r_hetu": pl.Int32, "_birth_date": pl.Date, "_sex": pl.String}
         if pseudonymiser is not None:
-            schema["_person_key"] = pl.String
+            schema["_person_key"] = pl.Binary
         self._known = pl.DataFrame(schema=schema)  # sorted by _n
         self._numbers = np.empty(0, dtype=np.int64)  # its _n, for binary search
 
@@ -327,7 +327,7 @@ class IdentityCodes:
                                pl.when(valid).then(parts["sex"]).alias("_sex"))
         if self._pseudonymiser is not None:
             good = out["hetu"].filter(out["_r_hetu"].is_null())
-            keys = pl.Series("_person_key", self._pseudonymiser.keys_of(good.to_list()), dtype=pl.String)
+            keys = pl.Series("_person_key", self._pseudonymiser.keys_of(good.to_list()), dtype=pl.Binary)
             out = out.join(pl.DataFrame([good, keys]).unique("hetu"), on="hetu", how="left", maintain_order="left")
         return out.select(keep, *(c for c in self._known.columns if c != "_n"))
 
