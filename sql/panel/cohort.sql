@@ -8,17 +8,25 @@ with baseline_rows as (
     from staging.kela_income_support
     where month between $panel_start and $baseline_end
 ),
-latest as (
-    select
-        person_key,
-        arg_max(kuntanumero, month) as baseline_kuntanumero,
-        arg_max(tyomarkkina_asema, month) as baseline_status,
-        arg_max(kotitaloustyyppi, month) as kotitaloustyyppi,
-        any_value(birth_date) as birth_date,
-        any_value(birth_year) as birth_year,
-        any_value(sex) as sex
+last_month as (
+    select person_key, max(month) as month
     from baseline_rows
     group by person_key
+),
+latest as (
+    -- The latest baseline row of each person, found by its month (one row per person and month in
+    -- staging): one grouping by a date instead of an arg_max per column. Birth date, birth year and
+    -- sex follow the identity code, so every row of a person carries the same values.
+    select
+        b.person_key,
+        b.kuntanumero as baseline_kuntanumero,
+        b.tyomarkkina_asema as baseline_status,
+        b.kotitaloustyyppi,
+        b.birth_date,
+        b.birth_year,
+        b.sex
+    from baseline_rows as b
+    semi join last_month using (person_key, month)
 ),
 supported as (
     select distinct person_key
