@@ -333,6 +333,10 @@ Prepared = tuple[DeliveredFile, str, FileResult | None, pl.DataFrame | None]
 """A file, its SHA-256, its result (``None``: unchanged since it was loaded) and its checked rows."""
 
 
+WORKERS = 2
+"""Threads reading and checking files ahead of the writer: the writer's DuckDB insert takes less than half of
+a file's work, so one reader alone would keep it waiting."""
+
 SMALL_FILES = 64
 """AVAIN-style files (small: one per municipality and year) read and checked together, at most."""
 
@@ -352,9 +356,9 @@ def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], con
               identities: IdentityCodes) -> Iterator[Prepared]:
     """Each file read, hashed and checked, in order, ahead of the caller.
 
-    A worker thread prepares the next file (or group of small files) while the
-    caller writes the current one to DuckDB (polars and DuckDB both release the
-    GIL), so both cores stay busy. Only the worker touches ``identities``.
+    ``WORKERS`` threads prepare the next files (or groups of small files) while
+    the caller writes the current one to DuckDB (polars and DuckDB both release
+    the GIL), so both cores stay busy; ``identities`` serialises its own updates.
     """
 
     def prepare(job: list[DeliveredFile]) -> list[Prepared]:
@@ -386,10 +390,10 @@ def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], con
                 done[i] = (f, sha, result, staging_types(f.extract, rows))
         return [done[i] for i in range(len(job))]
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kokeilu-load") as pool:
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kokeilu-load") as pool:
         ahead: deque[Future[list[Prepared]]] = deque()
         jobs = iter(_jobs(todo))
-        for job in itertools.islice(jobs, 1):
+        for job in itertools.islice(jobs, WORKERS):
             ahead.append(pool.submit(prepare, job))
         while ahead:
             current = ahead.popleft()

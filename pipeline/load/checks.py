@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -277,6 +278,7 @@ class IdentityCodes:
             schema["_person_key"] = pl.Binary
         self._known = pl.DataFrame(schema=schema)  # sorted by _n
         self._numbers = np.empty(0, dtype=np.int64)  # its _n, for binary search
+        self._lock = threading.Lock()  # files are checked in several threads
 
     def __repr__(self) -> str:
         return f"IdentityCodes({self._known.height} codes)"
@@ -292,18 +294,22 @@ class IdentityCodes:
         numbered = frame.select(pl.col("hetu"), hetu_number("hetu").alias("_n"))
         shaped = numbered["_n"].is_not_null().to_numpy()
         n = numbered["_n"].fill_null(-1).to_numpy()
-        at, hit = self._find(n, shaped)
+        with self._lock:
+            known, numbers = self._known, self._numbers
+            at, hit = self._find(numbers, n, shaped)
+            if not hit[shaped].all():
+                unseen = numbered.filter(pl.Series(shaped & ~hit)).unique("_n")
+                known = pl.concat([known, self._describe(unseen)], how="vertical").sort("_n").rechunk()
+                numbers = known["_n"].to_numpy()
+                self._known, self._numbers = known, numbers
         if not hit[shaped].all():
-            unseen = numbered.filter(pl.Series(shaped & ~hit)).unique("_n")
-            self._known = pl.concat([self._known, self._describe(unseen)], how="vertical").sort("_n").rechunk()
-            self._numbers = self._known["_n"].to_numpy()
-            at, hit = self._find(n, shaped)
-        payload = [c for c in self._known.columns if c != "_n"]
-        if self._known.height:
-            found = self._known.select(payload)[at].with_columns(
+            at, hit = self._find(numbers, n, shaped)
+        payload = [c for c in known.columns if c != "_n"]
+        if known.height:
+            found = known.select(payload)[at].with_columns(
                 pl.when(pl.Series(hit)).then(pl.col(c)).alias(c) for c in payload)
         else:
-            found = self._known.select(payload).clear(len(n))
+            found = known.select(payload).clear(len(n))
         odd = numbered["_n"].is_null() & numbered["hetu"].is_not_null()
         if odd.any():
             rows = odd.arg_true()
@@ -311,12 +317,13 @@ class IdentityCodes:
             found = found.with_columns(found[c].scatter(rows, fresh[c]) for c in payload)
         return frame.with_columns(found)
 
-    def _find(self, n: np.ndarray, shaped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where each number is among the known ones (sorted), and whether it is there."""
-        if not len(self._numbers):
+    @staticmethod
+    def _find(numbers: np.ndarray, n: np.ndarray, shaped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each number is among the known ``numbers`` (sorted), and whether it is there."""
+        if not len(numbers):
             return np.zeros(len(n), dtype=np.int64), np.zeros(len(n), dtype=bool)
-        at = np.minimum(np.searchsorted(self._numbers, n), len(self._numbers) - 1)
-        return at, shaped & (self._numbers[at] == n)
+        at = np.minimum(np.searchsorted(numbers, n), len(numbers) - 1)
+        return at, shaped & (numbers[at] == n)
 
     def _describe(self, codes: pl.DataFrame, keep: str = "_n") -> pl.DataFrame:
         """Rule, birth date, sex (and ``person_key``) of distinct ``codes``, with their ``keep`` column."""

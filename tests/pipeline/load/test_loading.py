@@ -135,3 +135,23 @@ def test_small_files_checked_together_as_each_alone(small_delivery, config, tmp_
     assert any(r.rows_quarantined for r, _ in together)
     assert together[-1][0].by_rule.get("kuntanumero_file_mismatch") == together[-1][0].rows_in
     assert pl.concat([rows for _, rows in together if rows is not None]).height > 500
+
+
+def test_identity_codes_checked_from_several_threads_as_from_one(small_delivery) -> None:
+    """Files are checked in several threads sharing one memory of identity codes: the same answers either way."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.load.checks import IdentityCodes
+    from pipeline.load.files import classify, read_rows
+    from pipeline.pseudonym import Pseudonymiser
+
+    out, _ = small_delivery
+    frames = [read_rows(classify(p)).frame for p in sorted((out / "kela").glob("*.csv"))[:12]]
+    alone = IdentityCodes(pseudonymiser=Pseudonymiser(DEMO_KEY))
+    expected = [alone.attach(f) for f in frames]
+    shared = IdentityCodes(pseudonymiser=Pseudonymiser(DEMO_KEY))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(shared.attach, frames))
+    assert all(g.equals(e) for g, e in zip(got, expected, strict=True))
+    assert shared._known.height == alone._known.height
+    assert shared._known["_n"].is_unique().all()
