@@ -88,7 +88,12 @@ def _load(delivery: Path, db: Path) -> dict[str, float]:
     with _db.connect(db) as con:
         report = load_delivery(con, kela_dir=delivery / "kela", avain_dir=avain if avain.is_dir() else None,
                                key=DEMO_KEY, config=config, run_id="benchmark")
-    totals = report.totals()
+        totals = report.totals()
+        correction = delivery / "kela_correction"
+        if correction.is_dir():  # the bare read reads it too
+            again = load_delivery(con, kela_dir=correction, avain_dir=None, key=DEMO_KEY, config=config,
+                                  run_id="benchmark").totals()
+            totals = {k: totals[k] + again[k] for k in ("rows_in", "rows_quarantined")}
     return {"seconds": time.perf_counter() - start, "rows": float(totals["rows_in"]),
             "rows_quarantined": float(totals["rows_quarantined"])}
 
@@ -129,12 +134,12 @@ def main() -> None:
     load = _run("load", args.delivery, args.db)
     ratio = load["seconds"] / bare["seconds"]
     print(f"delivery: {args.delivery} ({load['rows']:,.0f} rows in, {load['rows_quarantined']:,.0f} quarantined; "
-          f"bare read kept {bare['rows']:,.0f} Kela-style rows)\n")
+          f"bare read kept {bare['rows']:,.0f} rows)\n")
     print("| step | time (s) | CPU time (s) | peak RSS (GB) |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| DuckDB bare read_csv (Kela-style files) | {bare['seconds']:.2f} | {bare['cpu_seconds']:.2f} "
+    print(f"| DuckDB bare read (every file: Kela CSV and Parquet, correction, AVAIN) | {bare['seconds']:.2f} | {bare['cpu_seconds']:.2f} "
           f"| {bare['peak_rss_gb']:.2f} |")
-    print(f"| load_delivery (whole delivery) | {load['seconds']:.2f} | {load['cpu_seconds']:.2f} "
+    print(f"| load_delivery (whole delivery, then the correction) | {load['seconds']:.2f} | {load['cpu_seconds']:.2f} "
           f"| {load['peak_rss_gb']:.2f} |")
     print(f"| ratio load / bare (target <= {TIME_RATIO_TARGET:g}) | {ratio:.2f} "
           f"| {load['cpu_seconds'] / bare['cpu_seconds']:.2f} | |")
