@@ -6,19 +6,20 @@ Every delivered file goes through the same steps:
    and :func:`~pipeline.load.files.read_rows` cuts them into raw text fields (or
    names the file rule it breaks: the file is then reported and nothing of it loaded);
 2. :func:`~pipeline.load.checks.broken_rules` applies the contract's row and set
-   rules, vectorised; each distinct identity code of the load is checked, dated
-   and pseudonymised once (:class:`~pipeline.load.checks.IdentityCodes`);
+   rules, vectorised (small AVAIN-style files many at a time); each distinct
+   identity code of the load is checked, dated and pseudonymised once
+   (:class:`~pipeline.load.checks.IdentityCodes`);
 3. valid rows carry ``person_key`` (HMAC-SHA-256), birth date and sex instead of
-   the identity code and are typed by DuckDB as they are inserted (one statement
-   per table, from Arrow); rejected rows keep their raw fields with the identity
-   code masked;
+   the identity code; Kela-style values are typed by polars (:func:`staging_types`),
+   AVAIN-style ones by DuckDB as they are inserted (one statement per table, from
+   Arrow); rejected rows keep their raw fields with the identity code masked;
 4. in one transaction: the file's earlier rows (a re-delivery) leave staging and
    quarantine, the new rows enter, the manifest ``meta.loaded_files`` and the
    per-rule counts in ``meta.validation_results`` are written. Small files share
    a transaction (up to ``BATCH_ROWS`` rows), which keeps each file atomic.
 
-Steps 1-2 of the next file run in a worker thread while steps 3-4 of the current
-one run in DuckDB. A file whose name and SHA-256 are already in the manifest is
+Steps 1-3 of the next files run in ``WORKERS`` threads while step 4 of the current
+one runs in DuckDB. A file whose name and SHA-256 are already in the manifest is
 skipped: loading the same delivery twice changes nothing. Rows in = rows staged +
 rows quarantined for every file, always.
 """
