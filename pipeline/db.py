@@ -187,3 +187,64 @@ def finish_run(con: duckdb.DuckDBPyConnection, *, run_id: str, status: str, mess
 def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None):  # noqa: ANN201
     """The result of a parameterised query as a polars DataFrame."""
     return con.sql(sql, params=list(params or [])).pl()
+
+
+MAX_MONTH_SLOTS = 127
+"""Months a date key column may span for the month-bitmap duplicate screen (bits of a HUGEINT)."""
+
+
+def column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column name to DuckDB type name (upper case) of a ``schema.table``."""
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?",
+        table.split("."),
+    ).fetchall()
+    return {name: str(kind).upper() for name, kind in rows}
+
+
+def _duplicate_screen(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> tuple[str, str, list[Any]]:
+    """A query returning hash values ``h`` that cover every duplicated key, its hash expression and parameters.
+
+    Grouping tens of millions of rows by a long key is the cost of a uniqueness
+    check, so the screen groups by a 64-bit ``hash`` instead. When one key column
+    is a DATE spanning at most :data:`MAX_MONTH_SLOTS` months, rows are grouped by
+    the hash of the *other* key columns (about one group per person) and each
+    group sets one bit per calendar month; a group holding more rows than bits
+    set may hold a duplicate. Otherwise rows are grouped by the hash of the
+    whole key. A true duplicate always lands in a flagged group; a hash
+    collision, two dates in one month or a NULL date only flags a group for the
+    exact recount. ``hash`` takes any column type.
+    """
+    types = column_types(con, table)
+    date_col = next((c for c in columns if types.get(c) == "DATE"), None)
+    rest = [c for c in columns if c != date_col]
+    if date_col is not None and rest:
+        lo, span = con.execute(
+            f"select min({date_col}), datediff('month', min({date_col}), max({date_col})) from {table}"
+        ).fetchall()[0]
+        if span is not None and span < MAX_MONTH_SLOTS:
+            key = f"hash({', '.join(rest)})"
+            bit = f"1::hugeint << datediff('month', ?, {date_col})::hugeint"
+            sql = (f"select {key} as h from {table} group by h "
+                   f"having count(*) <> coalesce(bit_count(bit_or({bit})), 0)")
+            return sql, key, [lo]
+    key = f"hash({', '.join(columns)})"
+    return f"select {key} as h from {table} group by h having count(*) > 1", key, []
+
+
+def duplicate_counts(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> tuple[int, int]:
+    """Rows of ``table`` in groups sharing a value of ``columns``, and of those the rows beyond each group's first.
+
+    A hash screen (:func:`_duplicate_screen`) finds the candidate groups in one
+    scan; only when it flags any are they recounted exactly on their real key
+    values, so both counts are exact whatever the key's column types.
+    """
+    screen, key, params = _duplicate_screen(con, table, columns)
+    if not con.execute(f"select count(*) from ({screen})", params).fetchall()[0][0]:
+        return 0, 0
+    cols = ", ".join(columns)
+    rows, extra = con.execute(
+        f"select coalesce(sum(n), 0), coalesce(sum(n - 1), 0) from (select count(*) as n from {table} "
+        f"where {key} in ({screen}) group by {cols} having count(*) > 1)", params
+    ).fetchall()[0]
+    return int(rows), int(extra)

@@ -113,45 +113,7 @@ def check_grain(con: duckdb.DuckDBPyConnection, model: Model) -> int:
     """Rows of the model's table; :class:`PanelError` if its unique key is not unique."""
     key = ", ".join(model.key)
     rows = con.execute(f"select count(*) from {model.table}").fetchall()[0][0]
-    duplicated = _duplicated(con, model)
+    duplicated = _db.duplicate_counts(con, model.table, model.key)[1]
     if duplicated:
         raise PanelError(f"{model.table}: {duplicated} duplicated ({key}) rows; its grain is one row per ({key})")
     return int(rows)
-
-
-MAX_MONTH_SLOTS = 127
-"""Months a DATE key column may span for the month-bitmap screen (bits of a HUGEINT)."""
-
-
-def _duplicated(con: duckdb.DuckDBPyConnection, model: Model) -> int:
-    """Rows beyond the first of each key value of the model's table (0 when the key is unique).
-
-    Grouping 9.6 M person-months by their whole key builds a hash table of as
-    many groups and costs seconds. When one key column is a DATE spanning at
-    most :data:`MAX_MONTH_SLOTS` months and there are other key columns, a
-    screen first groups by the hash of the other columns (about one group per
-    person) and sets one bit per calendar month: a group holding more rows than
-    bits set may hold a duplicate; a group that does not holds none. Only the
-    flagged groups (a duplicate, a hash collision, two dates in one month or a
-    NULL date) are counted exactly on their real key values.
-    """
-    table, key = model.table, ", ".join(model.key)
-    exact = f"select coalesce(sum(n - 1), 0)::bigint from (select count(*) as n from {table} {{where}} group by {key})"
-    schema, name = table.split(".")
-    types = dict(con.execute(
-        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchall())
-    date = next((c for c in model.key if str(types.get(c, "")).upper() == "DATE"), None)
-    rest = [c for c in model.key if c != date]
-    if date is None or not rest:
-        return int(con.execute(exact.format(where="")).fetchall()[0][0])
-    low, span = con.execute(f"select min({date}), datediff('month', min({date}), max({date})) from {table}").fetchall()[0]
-    if span is None or span >= MAX_MONTH_SLOTS:
-        return int(con.execute(exact.format(where="")).fetchall()[0][0])
-    group = f"hash({', '.join(rest)})"
-    screen = (f"select {group} as h from {table} group by h "
-              f"having count(*) <> coalesce(bit_count(bit_or(1::hugeint << datediff('month', $low, {date})::hugeint)), 0)")
-    if not con.execute(f"select count(*) from ({screen})", {"low": low}).fetchall()[0][0]:
-        return 0
-    return int(con.execute(exact.format(where=f"where {group} in ({screen})"), {"low": low}).fetchall()[0][0])

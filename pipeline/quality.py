@@ -53,6 +53,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from pipeline import db as _db
 from pipeline.db import execute_file
 
 MAX_FRAME_ROWS = 2_000_000
@@ -207,63 +208,9 @@ def _unexpected_sql(table: str, check: Check) -> tuple[str, list[Any]]:
     raise ValueError(f"no DuckDB form for {check.kind}: expected unique, not-null, between or in-set")
 
 
-MAX_MONTH_SLOTS = 127
-"""Months a date key column may span for the month-bitmap uniqueness screen (bits of a HUGEINT)."""
-
-
-def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
-    """Column name to DuckDB type name of a ``schema.table``."""
-    rows = con.execute(
-        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?",
-        table.split("."),
-    ).fetchall()
-    return {name: str(kind).upper() for name, kind in rows}
-
-
-def _duplicate_screen(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> tuple[str, str, list[Any]]:
-    """A query returning hash values ``h`` that cover every duplicated key, its hash expression and parameters.
-
-    Grouping 23 M rows by a long text key is the cost of the uniqueness check,
-    so the screen groups by a 64-bit ``hash`` instead. When one key column is a
-    DATE spanning at most :data:`MAX_MONTH_SLOTS` months, rows are grouped by
-    the hash of the *other* key columns (about one group per person) and each
-    group sets one bit per calendar month; a group holding more rows than bits
-    set may hold a duplicate. Otherwise rows are grouped by the hash of the
-    whole key. A true duplicate always lands in a flagged group; a hash
-    collision or two dates in one month only flags a group for the exact
-    recount. ``hash`` takes any column type.
-    """
-    types = _column_types(con, table)
-    date_col = next((c for c in columns if types.get(c) == "DATE"), None)
-    rest = [c for c in columns if c != date_col]
-    if date_col is not None and rest:
-        lo, span = con.execute(
-            f"select min({date_col}), datediff('month', min({date_col}), max({date_col})) from {table}"
-        ).fetchall()[0]
-        if span is not None and span < MAX_MONTH_SLOTS:
-            key = f"hash({', '.join(rest)})"
-            bit = f"1::hugeint << datediff('month', ?, {date_col})::hugeint"
-            sql = (f"select {key} as h from {table} group by h "
-                   f"having count(*) <> coalesce(bit_count(bit_or({bit})), 0)")
-            return sql, key, [lo]
-    key = f"hash({', '.join(columns)})"
-    return f"select {key} as h from {table} group by h having count(*) > 1", key, []
-
-
 def _duplicated_rows(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> int:
-    """Rows in duplicated key groups, counted as GX does (every row of such a group).
-
-    A hash screen (:func:`_duplicate_screen`) finds the candidate groups in one
-    scan; only when it flags any are the candidates recounted exactly on their
-    real key values, so the count is exact whatever the key's column types.
-    """
-    screen, key, params = _duplicate_screen(con, table, columns)
-    if _scalar(con, f"select count(*) from ({screen})", params) == 0:
-        return 0
-    cols = ", ".join(columns)
-    exact = (f"select coalesce(sum(n), 0) from (select count(*) as n from {table} "
-             f"where {key} in ({screen}) group by {cols} having count(*) > 1)")
-    return _scalar(con, exact, params)
+    """Rows in duplicated key groups, counted as GX does (every row of such a group)."""
+    return _db.duplicate_counts(con, table, columns)[0]
 
 
 def _unexpected(con: duckdb.DuckDBPyConnection, table: str, check: Check) -> int:
@@ -301,7 +248,7 @@ def _duckdb_outcomes(con: duckdb.DuckDBPyConnection, table: str, checks: Sequenc
 def _frame(con: duckdb.DuckDBPyConnection, table: str, checks: Sequence[Check]) -> pd.DataFrame:
     """The columns the checks need, as a pandas frame (decimals as doubles)."""
     cols = sorted({c for check in checks for c in check.columns})
-    types = _column_types(con, table)
+    types = _db.column_types(con, table)
     select = ", ".join(f"cast({c} as double) as {c}" if types.get(c, "").startswith("DECIMAL") else c for c in cols)
     return con.sql(f"select {select} from {table}").df()
 

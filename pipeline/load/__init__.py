@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from pipeline import db as _db
 from pipeline.errors import InputError
-from pipeline.load.checks import IdentityCodes, broken_rules, broken_rules_by_file
+from pipeline.load.checks import IdentityCodes, broken_rules_by_file
 from pipeline.load.files import DeliveredFile, FileRuleBroken, RawRows, classify, looks_like_delivery, read_rows
 from schemas.columns import COLUMNS, CheckContext
 from schemas.config import EvaluationConfig
@@ -178,23 +178,12 @@ def _context(f: DeliveredFile, config: EvaluationConfig) -> CheckContext:
 
 def check_file(f: DeliveredFile, config: EvaluationConfig, *, data: bytes | None = None,
                identities: IdentityCodes | None = None) -> tuple[FileResult, pl.DataFrame | None]:
-    """Read and check one file: its result, and its rows with ``rule`` (null = valid).
+    """Read and check one file: its result, and its rows with ``rule`` (null = valid; None if a file rule broke).
 
     ``data`` is the file's bytes if already read; ``identities`` the identity codes
     already seen in this load (see :class:`~pipeline.load.checks.IdentityCodes`).
     """
-    result = FileResult(f.name, f.extract)
-    try:
-        raw = read_rows(f, data)
-    except FileRuleBroken as exc:
-        result.file_rule, result.detail = exc.rule, exc.detail
-        return result, None
-    except OSError as exc:
-        result.file_rule, result.detail = _unreadable(exc)
-        return result, None
-    checked = broken_rules(raw.frame, f.extract, _context(f, config), identities)
-    _summarise(result, checked, raw.extra_columns)
-    return result, checked
+    return check_files([f], config, datas=None if data is None else [data], identities=identities)[0]
 
 
 def check_files(files: list[DeliveredFile], config: EvaluationConfig, *, datas: list[bytes] | None = None,
@@ -378,17 +367,11 @@ def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], con
                 done[i] = (f, sha, None, None)
             else:
                 fresh.append((i, f, sha, data))
-        if len(fresh) == 1:
-            i, f, sha, data = fresh[0]
-            done[i] = (f, sha, *check_file(f, config, data=data, identities=identities))
-        elif fresh:
+        if fresh:
             checked = check_files([f for _, f, _, _ in fresh], config, datas=[d for *_, d in fresh],
                                   identities=identities)
             for (i, f, sha, _), (result, rows) in zip(fresh, checked, strict=True):
-                done[i] = (f, sha, result, rows)
-        for i, (f, sha, result, rows) in done.items():
-            if rows is not None:
-                done[i] = (f, sha, result, staging_types(f.extract, rows))
+                done[i] = (f, sha, result, None if rows is None else staging_types(f.extract, rows))
         return [done[i] for i in range(len(job))]
 
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kokeilu-load") as pool:
