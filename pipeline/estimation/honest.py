@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import polars as pl
@@ -167,15 +167,21 @@ def _folded_quantile(t: float, alpha: float, df: int | None) -> float:
             return float(special.ndtr(x - t) - special.ndtr(-x - t)) - (1 - alpha)
         hi = t + _critical_value(alpha, None)
     else:
-        def cover(x: float) -> float:
-            # scipy's noncentral t returns NaN deep in the lower tail (large bias/sd): that fold is ~0 there
-            lower = float(special.nctdtr(df, t, -x))
-            return float(special.nctdtr(df, t, x)) - (lower if np.isfinite(lower) else 0.0) - (1 - alpha)
+        cover = _nct_cover(t, alpha, df)
         hi = t + _critical_value(alpha, df)
     # at t = 0 the root is the critical value itself, where cover may round below zero
     while cover(hi) < 0:
         hi *= 2
     return float(optimize.brentq(cover, 0.0, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps))
+
+
+def _nct_cover(t: float, alpha: float, df: int, *, folded: bool = True) -> Callable[[float], float]:
+    r""":math:`x \mapsto P(|X| \le x) - (1-\alpha)` for X ~ nct(df, t); without ``folded``, the lower fold is taken as 0."""
+    def cover(x: float) -> float:
+        # scipy's noncentral t returns NaN deep in the lower tail (large bias/sd): that fold is ~0 there
+        lower = float(special.nctdtr(df, t, -x)) if folded else 0.0
+        return float(special.nctdtr(df, t, x)) - (lower if np.isfinite(lower) else 0.0) - (1 - alpha)
+    return cover
 
 
 _FOLD_NEGLIGIBLE = 1e-18
@@ -208,15 +214,8 @@ def _folded_quantile_quick(t: float, alpha: float, df: int | None) -> float:
     t = abs(t)
     if df is None:
         return _folded_quantile(t, alpha, None)
-    folded = float(special.ndtr(-t)) >= _FOLD_NEGLIGIBLE
-    seen: dict[float, float] = {}
-
-    def cover(x: float) -> float:
-        if x not in seen:
-            upper = float(special.nctdtr(df, t, x))
-            lower = float(special.nctdtr(df, t, -x)) if folded else 0.0
-            seen[x] = upper - (lower if np.isfinite(lower) else 0.0) - (1 - alpha)
-        return seen[x]
+    cover = functools.lru_cache(maxsize=None)(_nct_cover(t, alpha, df,
+                                                         folded=float(special.ndtr(-t)) >= _FOLD_NEGLIGIBLE))
 
     p = 1 - alpha + float(special.ndtr(-2 * t - float(special.ndtri(1 - alpha / 2))))
     x0 = _nct_quantile_guess(t, p, df)
