@@ -488,7 +488,9 @@ def _insert(con: duckdb.DuckDBPyConnection, sql: str, frames: list[pl.DataFrame]
     frames = [f for f in frames if f.height]
     if not frames:
         return
-    con.register("_rows", _as_uuid(pl.concat(frames, how="vertical").to_arrow(), "_person_key"))
+    # Arrow's string views (polars' own layout) are cheaper for DuckDB to take in than offset strings
+    rows = pl.concat(frames, how="vertical").to_arrow(compat_level=pl.CompatLevel.newest())
+    con.register("_rows", _as_uuid(rows, "_person_key"))
     try:
         con.execute(sql).fetchall()
     finally:
