@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline import db as _db
 from pipeline.errors import InputError
@@ -490,21 +490,25 @@ def _insert(con: duckdb.DuckDBPyConnection, sql: str, frames: list[pl.DataFrame]
         return
     # Arrow's string views (polars' own layout) are cheaper for DuckDB to take in than offset strings
     rows = pl.concat(frames, how="vertical").to_arrow(compat_level=pl.CompatLevel.newest())
-    con.register("_rows", _as_uuid(rows, "_person_key"))
+    if "_key_hi" in rows.column_names:
+        if rows["_key_hi"].null_count:
+            raise RuntimeError("a row without person_key reached staging")  # only valid codes are staged
+        keys = person_keys(rows["_key_hi"].to_numpy(), rows["_key_lo"].to_numpy())
+        rows = rows.drop_columns(["_key_hi", "_key_lo"]).append_column("_person_key", keys)
+    con.register("_rows", rows)
     try:
         con.execute(sql).fetchall()
     finally:
         con.unregister("_rows")
 
 
-def _as_uuid(table: pa.Table, name: str) -> pa.Table:
-    """``table`` with its 16-byte column ``name`` as Arrow's UUID type, which DuckDB reads as ``UUID`` uncast."""
-    if name not in table.column_names:
-        return table
-    storage = pc.cast(table[name], pa.binary(16))
-    column = pa.chunked_array([pa.ExtensionArray.from_storage(pa.uuid(), chunk) for chunk in storage.chunks],
-                              type=pa.uuid())
-    return table.set_column(table.column_names.index(name), name, column)
+def person_keys(hi: np.ndarray, lo: np.ndarray) -> pa.ExtensionArray:
+    """``person_key`` from its halves (the first and last 8 bytes, big-endian) as Arrow's UUID type, which
+    DuckDB reads as ``UUID`` uncast: the 16 bytes of each key side by side, no copy per value."""
+    raw = np.empty((len(hi), 2), dtype=">u8")
+    raw[:, 0], raw[:, 1] = hi, lo
+    storage = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(hi), [None, pa.py_buffer(raw)])
+    return pa.ExtensionArray.from_storage(pa.uuid(), storage)
 
 
 MANIFEST_SCHEMA = {"extract": pl.String, "file_name": pl.String, "period": pl.String, "sha256": pl.String,
@@ -544,9 +548,9 @@ def staging_types(extract: str, checked: pl.DataFrame) -> pl.DataFrame:
 
 
 STAGED_INPUT: dict[str, list[str]] = {
-    "kela": ["_person_key", "_birth_date", "_birth_year", "_sex", "kotitalous_id", "kuntanumero", "_month",
+    "kela": ["_key_hi", "_key_lo", "_birth_date", "_birth_year", "_sex", "kotitalous_id", "kuntanumero", "_month",
              "tilastokuukausi", *(f"_t_{c}" for c in KELA_TYPED), "source_line"],
-    "avain": ["_person_key", "_birth_date", "_sex", *(c.name for c in COLUMNS["avain"] if c.name != "hetu"),
+    "avain": ["_key_hi", "_key_lo", "_birth_date", "_sex", *(c.name for c in COLUMNS["avain"] if c.name != "hetu"),
               "source_line"],
 }
 """The columns of a checked frame that staging is built from: never the identity code."""

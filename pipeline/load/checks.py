@@ -275,8 +275,9 @@ class IdentityCodes:
         self.require_synthetic = require_synthetic
         self._pseudonymiser = pseudonymiser
         schema = {"_n": pl.Int64, "_r_hetu": pl.Int32, "_birth_date": pl.Date, "_sex": pl.String}
-        if pseudonymiser is not None:
-            schema["_person_key"] = pl.Binary
+        if pseudonymiser is not None:  # the 16 bytes of person_key as two big-endian integers: cheap to move
+            schema["_key_hi"] = pl.UInt64
+            schema["_key_lo"] = pl.UInt64
         schema["_seen"] = pl.Boolean
         self._known = pl.DataFrame(schema=schema)  # one row per distinct code of the shape, by its _n
         self._lock = threading.Lock()
@@ -285,7 +286,8 @@ class IdentityCodes:
         return f"IdentityCodes({self._known.height} codes)"
 
     def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``frame`` with ``_r_hetu``, ``_birth_date``, ``_sex`` (and ``_person_key``) of its ``hetu``.
+        """``frame`` with ``_r_hetu``, ``_birth_date``, ``_sex`` (and ``person_key`` as ``_key_hi``, ``_key_lo``:
+        its first and last 8 bytes, big-endian; see :func:`pipeline.load.person_keys`) of its ``hetu``.
 
         Only what the codes yield is kept, not the codes themselves. Codes of the
         identity-code shape are looked up by :func:`hetu_number`, an integer that
@@ -321,8 +323,10 @@ class IdentityCodes:
                                pl.when(valid).then(parts["sex"]).alias("_sex"))
         if self._pseudonymiser is not None:
             good = out["hetu"].filter(out["_r_hetu"].is_null())
-            keys = pl.Series("_person_key", self._pseudonymiser.keys_of(good.to_list()), dtype=pl.Binary)
-            out = out.join(pl.DataFrame([good, keys]).unique("hetu"), on="hetu", how="left", maintain_order="left")
+            halves = np.frombuffer(b"".join(self._pseudonymiser.keys_of(good.to_list())), dtype=">u8").reshape(-1, 2)
+            keys = pl.DataFrame([good, pl.Series("_key_hi", halves[:, 0].astype(np.uint64)),
+                                 pl.Series("_key_lo", halves[:, 1].astype(np.uint64))])
+            out = out.join(keys.unique("hetu"), on="hetu", how="left", maintain_order="left")
         return out.select(keep, *(c for c in self._known.columns if c not in ("_n", "_seen")))
 
 

@@ -90,6 +90,26 @@ def test_same_key_same_person_key_other_key_other(small_delivery, config, tmp_pa
     assert keys[0] == keys[1] != keys[2]
 
 
+def test_person_key_is_the_keyed_hash_of_the_rows_identity_code(small_delivery, config, tmp_path) -> None:
+    """Each staged row's person_key is the first 16 bytes of HMAC-SHA-256 of the code on its line."""
+    import csv
+    import hashlib
+    import hmac
+    import uuid
+
+    out, _ = small_delivery
+    source = out / "kela" / "toimeentulotuki_201705.csv"
+    with source.open(encoding="utf-8-sig", newline="") as fh:
+        codes = {i: row["hetu"] for i, row in enumerate(csv.DictReader(fh, delimiter=";"), start=2)}
+    with db.connect(tmp_path / "keys.duckdb") as con:
+        load_delivery(con, kela_dir=source.parent, avain_dir=None, key=DEMO_KEY, config=config, run_id="k")
+        staged = con.execute("select source_line, person_key from staging.kela_income_support "
+                             "where source_file = ?", [source.name]).fetchall()
+    assert len(staged) > 1000
+    for line, key in staged:
+        assert key == uuid.UUID(bytes=hmac.digest(DEMO_KEY, codes[line].encode("ascii"), hashlib.sha256)[:16])
+
+
 def test_database_in_use_fails_at_once(tmp_path) -> None:
     import subprocess
     import sys
