@@ -306,7 +306,8 @@ def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avai
                            "from meta.loaded_files").fetchall()
     loaded = {(e, n): sha for e, n, _, sha, *_ in manifest}
     writer = _Writer(con, run_id, present={_replaces(e, n, p) for e, n, p, *_ in manifest})
-    for f, sha, result, checked in _progress(_prepared(todo, loaded, config, identities), len(todo), progress):
+    prepared = _prepared(todo, loaded, config, identities, run_id)
+    for f, sha, result, rows in _progress(prepared, len(todo), progress):
         if result is None:
             prev = next(counts for e, n, _, _, *counts in manifest if (e, n) == (f.extract, f.name))
             report.files.append(FileResult(f.name, f.extract, rows_in=prev[0], rows_staged=prev[1],
@@ -314,13 +315,22 @@ def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avai
             continue
         result.path, result.sha256 = str(f.path), sha or None
         report.files.append(result)
-        writer.add(f, result, checked, sha)
+        writer.add(f, result, rows, sha)
     writer.flush()
     return report
 
 
-Prepared = tuple[DeliveredFile, str, FileResult | None, pl.DataFrame | None]
-"""A file, its SHA-256, its result (``None``: unchanged since it was loaded) and its checked rows."""
+@dataclass(frozen=True)
+class _Rows:
+    """A checked file's rows as they are written: the valid ones typed for staging, the others for quarantine."""
+
+    staged: pl.DataFrame
+    quarantined: pl.DataFrame
+
+
+Prepared = tuple[DeliveredFile, str, FileResult | None, _Rows | None]
+"""A file, its SHA-256, its result (``None``: unchanged since it was loaded) and its rows (``None``: the file
+broke a file rule or is unchanged)."""
 
 
 WORKERS = 2
@@ -343,12 +353,13 @@ def _jobs(files: list[DeliveredFile]) -> list[list[DeliveredFile]]:
 
 
 def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], config: EvaluationConfig,
-              identities: IdentityCodes) -> Iterator[Prepared]:
-    """Each file read, hashed and checked, in order, ahead of the caller.
+              identities: IdentityCodes, run_id: str) -> Iterator[Prepared]:
+    """Each file read, hashed, checked and split into staged and quarantined rows, in order, ahead of the caller.
 
     ``WORKERS`` threads prepare the next files (or groups of small files) while
     the caller writes the current one to DuckDB (polars and DuckDB both release
     the GIL), so both cores stay busy; ``identities`` serialises its own updates.
+    The writer has the most work of the three threads: everything but the insert is done here.
     """
 
     def prepare(job: list[DeliveredFile]) -> list[Prepared]:
@@ -371,7 +382,7 @@ def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], con
             checked = check_files([f for _, f, _, _ in fresh], config, datas=[d for *_, d in fresh],
                                   identities=identities)
             for (i, f, sha, _), (result, rows) in zip(fresh, checked, strict=True):
-                done[i] = (f, sha, result, None if rows is None else staging_types(f.extract, rows))
+                done[i] = (f, sha, result, None if rows is None else _split(f, rows, run_id))
         return [done[i] for i in range(len(job))]
 
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kokeilu-load") as pool:
@@ -385,6 +396,14 @@ def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], con
             if following is not None:
                 ahead.append(pool.submit(prepare, following))
             yield from current.result()
+
+
+def _split(f: DeliveredFile, checked: pl.DataFrame, run_id: str) -> _Rows:
+    """A checked file's valid rows, typed, with the columns staging is built from; its other rows for quarantine."""
+    valid = pl.col("rule").is_null()
+    staged = staging_types(f.extract, checked.filter(valid))
+    return _Rows(staged.select(*STAGED_INPUT[f.extract], pl.lit(f.name, dtype=pl.String).alias("source_file")),
+                 _quarantine_rows(checked.filter(~valid), f, run_id))
 
 
 def _progress(items: Iterator[Prepared], total: int, show: bool) -> Iterator[Prepared]:
@@ -419,16 +438,16 @@ class _Writer:
         self.con = con
         self.run_id = run_id
         self.present = present  # what is in staging now and would have to be deleted first
-        self.pending: list[tuple[DeliveredFile, FileResult, pl.DataFrame | None, str]] = []
+        self.pending: list[tuple[DeliveredFile, FileResult, _Rows | None, str]] = []
         self.rows = 0
 
-    def add(self, f: DeliveredFile, result: FileResult, checked: pl.DataFrame | None, sha: str) -> None:
-        """Queue one checked file (``checked`` is None for a file that broke a file rule)."""
+    def add(self, f: DeliveredFile, result: FileResult, rows: _Rows | None, sha: str) -> None:
+        """Queue one checked file (``rows`` is None for a file that broke a file rule)."""
         replaces = _replaces(f.extract, f.name, f.period)
-        if checked is not None and any(_replaces(p.extract, p.name, p.period) == replaces
-                                       for p, _, c, _ in self.pending if c is not None):
+        if rows is not None and any(_replaces(p.extract, p.name, p.period) == replaces
+                                    for p, _, r, _ in self.pending if r is not None):
             self.flush()
-        self.pending.append((f, result, checked, sha))
+        self.pending.append((f, result, rows, sha))
         self.rows += result.rows_in
         if self.rows >= BATCH_ROWS:
             self.flush()
@@ -443,18 +462,16 @@ class _Writer:
         quarantined: dict[str, list[pl.DataFrame]] = {"kela": [], "avain": []}
         manifest, validation = [], []
         with _db.transaction(con):
-            for f, result, checked, sha in self.pending:
+            for f, result, rows, sha in self.pending:
                 validation.extend(_validation_rows(self.run_id, now, f, result))
-                if checked is None:
+                if rows is None:
                     continue
                 replaces = _replaces(f.extract, f.name, f.period)
                 if replaces in self.present:
                     _delete_earlier(con, f)
                 self.present.add(replaces)
-                valid = pl.col("rule").is_null()
-                staged[f.extract].append(checked.filter(valid).select(
-                    *STAGED_INPUT[f.extract], pl.lit(f.name, dtype=pl.String).alias("source_file")))
-                quarantined[f.extract].append(_quarantine_rows(checked.filter(~valid), f, self.run_id))
+                staged[f.extract].append(rows.staged)
+                quarantined[f.extract].append(rows.quarantined)
                 manifest.append((f.extract, f.name, f.period, sha, result.rows_in, result.rows_staged,
                                  result.rows_quarantined, now, self.run_id))
             for extract, table in TABLES.items():
