@@ -4,6 +4,10 @@ Business logic lives in ``pipeline/``; this module only adds orchestration:
 retries on I/O, caching of the load keyed on the input files' hashes, typed
 parameters and artifacts (the headline table, the validation summary).
 
+The expectation suites run in a child process of lower priority from the end of the
+load until the estimates are written (:class:`pipeline.evaluation.PendingSuites`);
+their outcomes are recorded before the run is marked completed.
+
 Caching is keyed on the input files' SHA-256 one level down, where it is safe: the
 loader's manifest (``meta.loaded_files``) skips a file already loaded with the same
 hash, so an unchanged delivery is never reloaded, even into a database rebuilt
@@ -85,9 +89,22 @@ def begin(params: EvaluateParameters) -> str:
 
 @task(name="load and validate", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def load(params: EvaluateParameters, run_id: str) -> dict[str, Any]:
-    """Load the delivery into staging, quarantine bad rows, run the quality suites."""
+    """Load the delivery into staging and quarantine bad rows (the expectation suites run beside the
+    panels and the estimation, see ``start_suites``)."""
     return ev.load_stage(params.db, params.config, run_id=run_id, key=resolve_key(), kela=params.kela,
-                         avain=params.avain, corrections=params.corrections, out=params.out)
+                         avain=params.avain, corrections=params.corrections, out=params.out, suites=False)
+
+
+@task(name="start expectation suites", retries=1, cache_policy=NO_CACHE)
+def start_suites(params: EvaluateParameters, run_id: str) -> ev.PendingSuites:
+    """Read the suites' frames and start Great Expectations on them in a child process of lower priority."""
+    return ev.PendingSuites(params.db, run_id=run_id, out=params.out)
+
+
+@task(name="record expectation suites", cache_policy=NO_CACHE)
+def finish_suites(pending: ev.PendingSuites) -> dict[str, Any]:
+    """Wait for the suites and record their outcomes in meta.validation_results."""
+    return pending.finish()
 
 
 @task(name="build panels", cache_policy=NO_CACHE)
@@ -177,18 +194,24 @@ def finish(params: EvaluateParameters, run_id: str, status: str, message: str | 
 def evaluate(params: EvaluateParameters) -> str:
     """Load, validate, build panels, estimate, infer and report; returns the run id."""
     run_id = begin(params)
+    pending: ev.PendingSuites | None = None
     try:
         load_summary = load(params, run_id)
-        _validation_artifact(load_summary)
+        pending = start_suites(params, run_id)
         panels(params)
         if params.task_runner == "dask":
             estimate_distributed.with_options(task_runner=dask_runner(params.dask_address))(params, run_id)
         else:
             estimate(params, run_id)
+        load_summary["quality"] = finish_suites(pending)
+        _validation_artifact(load_summary)
         finish(params, run_id, "completed")
     except Exception as exc:
         finish(params, run_id, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
         raise
+    finally:
+        if pending is not None:
+            pending.close()
     report(params, run_id)
     _headline_artifact(ev.headline(params.db, run_id=run_id, config=params.config), run_id)
     return run_id
@@ -199,6 +222,10 @@ def _validation_artifact(summary: dict[str, Any]) -> None:
     for k, v in summary.items():
         if isinstance(v, int | float | str):
             lines.append(f"| {k} | {v} |")
+    quality = summary.get("quality") or {}
+    if quality:
+        lines.append(f"| expectations | {quality.get('expectations')} |")
+        lines.append(f"| expectations failed | {quality.get('failed')} |")
     create_markdown_artifact(markdown="\n".join(lines), key="validation-summary",
                              description="Rows in, staged and quarantined")
 

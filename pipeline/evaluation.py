@@ -50,12 +50,14 @@ def begin(db: Path, config: EvaluationConfig, *, kela: Path, avain: Path | None,
 
 
 def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, kela: Path,
-               avain: Path | None, corrections: Path | None, out: Path) -> dict[str, Any]:
-    """Load the delivery (and any corrections) into staging, then run the quality suites."""
+               avain: Path | None, corrections: Path | None, out: Path, suites: bool = True) -> dict[str, Any]:
+    """Load the delivery (and any corrections) into staging, then run the quality suites (unless ``suites``
+    is false: the caller runs them beside the estimation, see :class:`PendingSuites`)."""
     from pipeline.load import load_delivery
 
     # Great Expectations takes seconds to import: it does so while the delivery loads
-    warm = import_in_background(("great_expectations", "pipeline.quality"), name="kokeilu-import-quality")
+    warm = import_in_background(("great_expectations", "pipeline.quality") if suites else (),
+                                name="kokeilu-import-quality")
     with _db.connect(db) as con:
         report = load_delivery(con, kela_dir=kela, avain_dir=avain, key=key, config=config, run_id=run_id)
         summary = report.summary()
@@ -67,12 +69,111 @@ def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, k
         known = {Path(f.path): f.sha256 for f in files if f.path and f.sha256}
         _db.record_inputs(con, run_id=run_id, inputs=_db.input_manifest(kela, avain, corrections, known=known))
         warm.join()
+        if not suites:
+            return summary
         try:
             from pipeline.quality import run_quality_checks
         except ImportError:  # pragma: no cover - quality suites not installed
             return summary
         summary["quality"] = run_quality_checks(con, run_id=run_id, docs_dir=out / "data_docs")
     return summary
+
+
+SUITES_NICENESS = 10
+"""How much lower the priority of the expectation suites' child process is than the run's own."""
+
+
+class PendingSuites:
+    """The expectation suites of a run, run by Great Expectations in a child process of lower priority.
+
+    Great Expectations costs seconds of CPU to import and to run, holding the GIL,
+    while loading and building the panels keep both cores busy and the estimation
+    leaves one mostly idle. So, once the delivery is loaded, the suites' frames are
+    read here (and the DuckDB-side checks of large tables run here), a child Python
+    (``python -m pipeline.quality``, which imports nothing of the caller's script)
+    at a lower priority imports GX, validates the frames and writes the Data Docs
+    with the CPU the run leaves, and :meth:`finish` records the outcomes in
+    ``meta.validation_results`` before the run is marked completed. If the child
+    cannot be started or fails, the suites run in this process, in :meth:`finish`.
+    """
+
+    def __init__(self, db: Path, *, run_id: str, out: Path) -> None:
+        import pickle
+        import subprocess
+        import sys
+        import tempfile
+        import threading
+
+        from pipeline.quality import prepare_suites
+
+        self.db, self.run_id, self.docs = db, run_id, out / "data_docs"
+        with _db.connect(db) as con:
+            self.suites = prepare_suites(con)
+        self._tmp = tempfile.TemporaryDirectory(prefix="kokeilu-suites-")
+        work = Path(self._tmp.name)
+        self._child: subprocess.Popen[bytes] | None = None
+        try:
+            with open(work / "stderr", "wb") as err:
+                self._child = subprocess.Popen(
+                    [sys.executable, "-m", "pipeline.quality", str(work), str(SUITES_NICENESS)],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=_child_env())
+        except OSError:  # pragma: no cover - no child processes here: the suites run in finish()
+            self._child = None
+        payload = pickle.dumps((self.suites.gx, self.docs), protocol=pickle.HIGHEST_PROTOCOL)
+        # the child reads its frames once GX is imported: a thread waits to hand them over
+        self._feeder = threading.Thread(target=self._feed, args=(payload,), name="kokeilu-suites", daemon=True)
+        self._feeder.start()
+
+    def _feed(self, payload: bytes) -> None:
+        if self._child is None or self._child.stdin is None:
+            return
+        try:
+            with self._child.stdin:
+                self._child.stdin.write(payload)
+        except (BrokenPipeError, OSError):  # the child died: finish() runs the suites here
+            pass
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the suites, record their outcomes; the summary ``load_stage`` would have returned."""
+        import pickle
+
+        from pipeline.quality import record_suites, run_suites
+
+        by_suite = None
+        if self._child is not None:
+            work = Path(self._tmp.name)
+            if self._child.wait() == 0 and (work / "out.pickle").exists():
+                by_suite = pickle.loads((work / "out.pickle").read_bytes())
+            elif err := (work / "stderr").read_text("utf-8", "replace").strip():
+                import logging  # a GX error is raised again below, in this process, with its own message
+
+                logging.getLogger(__name__).warning("expectation suites child failed: %s", err.splitlines()[-1])
+        self.close()
+        if by_suite is None:
+            by_suite = run_suites(self.suites.gx, self.docs)
+        with _db.connect(self.db) as con:
+            return record_suites(con, self.run_id, self.suites, by_suite, self.docs)
+
+    def close(self) -> None:
+        """Stop the child (a run that fails does not wait for its suites) and remove its files."""
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()
+            self._child.wait()
+        self._feeder.join()
+        self._child = None
+        self._tmp.cleanup()
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a child Python: this one's, with the directory ``pipeline`` is imported from."""
+    import os
+
+    import pipeline
+
+    root = str(Path(pipeline.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    return env
 
 
 def panel_stage(db: Path, config: EvaluationConfig) -> dict[str, Any]:
@@ -121,10 +222,12 @@ def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, confi
     """The whole evaluation in sequence: load, panels, estimates with inference, report."""
     seconds: dict[str, float] = {}
     run_id = begin(db, config, kela=kela, avain=avain, corrections=corrections)
+    suites: PendingSuites | None = None
     try:
         t = _tick()
         load = load_stage(db, config, run_id=run_id, key=key, kela=kela, avain=avain,
-                          corrections=corrections, out=out)
+                          corrections=corrections, out=out, suites=False)
+        suites = PendingSuites(db, run_id=run_id, out=out)  # GX in a child process, beside panels and estimation
         seconds["load"] = _tock(t)
         t = _tick()
         panels = panel_stage(db, config)
@@ -132,6 +235,9 @@ def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, confi
         t = _tick()
         estimate_stage(db, config, run_id=run_id)
         seconds["estimate"] = _tock(t)
+        t = _tick()
+        load["quality"] = suites.finish()
+        seconds["quality"] = _tock(t)
         end(db, run_id=run_id, status="completed")
         t = _tick()
         report = report_stage(db, config, run_id=run_id, out=out)
@@ -142,6 +248,9 @@ def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, confi
     except Exception as exc:
         end(db, run_id=run_id, status="failed", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
         raise
+    finally:
+        if suites is not None:
+            suites.close()
     return EvaluationSummary(run_id=run_id, db=db, report=report, headline=headline(db, run_id=run_id, config=config),
                              load=load, panels=panels, seconds=seconds)
 

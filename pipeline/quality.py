@@ -30,6 +30,12 @@ Design
 * Every expectation result is written to ``meta.validation_results`` with
   ``source = 'expectation'`` and ``check_name`` = expectation type plus its
   columns, e.g. ``expect_compound_columns_to_be_unique(person_key,month)``.
+* A run (``kokeilu run``) hands the suites to :class:`pipeline.evaluation.PendingSuites`:
+  the frames and the DuckDB-side checks are read once the delivery is loaded
+  (:func:`prepare_suites`), GX runs them in a child process of lower priority
+  (``python -m pipeline.quality``, :func:`run_suites`) beside the panels and the
+  estimation, and the outcomes are recorded (:func:`record_suites`) before the run
+  is marked completed. :func:`run_quality_checks` does all three here and now.
 * GX works in a throw-away File data context in a temporary directory (nothing
   lands in the current working directory); its Data Docs site is built once,
   after all suites have run, and copied to
@@ -403,10 +409,82 @@ def _large_table_counts(
     return pool.submit(count)
 
 
-def _monthly_outcomes(con: duckdb.DuckDBPyConnection, gxc: _Gx) -> list[Outcome]:
-    """Volume checks of the Kela-style table on its per-month aggregate frame."""
-    monthly = con.sql(MONTHLY_SQL).df()
-    return gxc.validate(f"{KELA.replace('.', '__')}__monthly", monthly, MONTH_CHECKS, KELA, "months")
+GxInput = tuple[str, pd.DataFrame, tuple[Check, ...], str, str]
+"""One suite for GX: its name, the frame, its checks, the table it speaks of and the unit of its rows."""
+
+
+@dataclass
+class Suites:
+    """The expectation suites of a database, ready for GX wherever it runs: frames, not a connection."""
+
+    tables: list[str]  # the staged tables with rows, in the order their outcomes are recorded
+    gx: list[GxInput] = field(default_factory=list)
+    counted: dict[str, list[Outcome]] = field(default_factory=dict)  # DuckDB-side checks of large tables
+
+
+def _suite_name(table: str) -> str:
+    return table.replace(".", "__")
+
+
+MONTHLY_SUITE = f"{_suite_name(KELA)}__monthly"
+
+
+def _gx_inputs(con: duckdb.DuckDBPyConnection, tables: Sequence[str], counted: Sequence[str]) -> list[GxInput]:
+    """The frames GX validates: the row checks of the tables not counted in DuckDB, the monthly volumes."""
+    inputs: list[GxInput] = []
+    for table in tables:
+        checks = ROW_CHECKS[table]
+        if table not in counted:
+            inputs.append((_suite_name(table), _frame(con, table, checks), checks, table, "rows"))
+        if table == KELA:
+            inputs.append((MONTHLY_SUITE, con.sql(MONTHLY_SQL).df(), MONTH_CHECKS, KELA, "months"))
+    return inputs
+
+
+def _staged_sizes(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counted = {table: _row_count(con, table) for table in ROW_CHECKS}
+    return {table: n for table, n in counted.items() if n > 0}
+
+
+def prepare_suites(con: duckdb.DuckDBPyConnection, *, max_frame_rows: int = MAX_FRAME_ROWS) -> Suites:
+    """Everything the suites need from the database: the DuckDB-side checks of large tables are run
+    here, the other checks get their frames (see :func:`run_suites`, :func:`record_suites`)."""
+    sizes = _staged_sizes(con)
+    large = [t for t, n in sizes.items() if n > max_frame_rows]
+    return Suites(list(sizes), _gx_inputs(con, list(sizes), large),
+                  {t: _duckdb_outcomes(con, t, ROW_CHECKS[t], sizes[t]) for t in large})
+
+
+def run_suites(inputs: Sequence[GxInput], docs_dir: Path) -> dict[str, list[Outcome]]:
+    """Validate each frame in Great Expectations, build the Data Docs into ``docs_dir``; the outcomes by suite.
+
+    Needs no database: it can run in another process (:class:`pipeline.evaluation.PendingSuites`).
+    """
+    out: dict[str, list[Outcome]] = {}
+    with tempfile.TemporaryDirectory(prefix="kokeilu-gx-") as tmp:
+        gxc = _Gx(Path(tmp))
+        for name, frame, checks, target, unit in inputs:
+            out[name] = gxc.validate(name, frame, checks, target, unit)
+        _copy_site(gxc.docs_index().parent, Path(docs_dir))
+    return out
+
+
+def record_suites(con: duckdb.DuckDBPyConnection, run_id: str, suites: Suites, by_suite: dict[str, list[Outcome]],
+                  docs_dir: Path) -> dict[str, Any]:
+    """Write every outcome to ``meta.validation_results`` (table by table, the monthly volumes after the
+    Kela-style rows); the summary :func:`run_quality_checks` returns."""
+    execute_file(con, "meta/validation_results.sql")
+    outcomes: list[Outcome] = []
+    for table in suites.tables:
+        outcomes += suites.counted[table] if table in suites.counted else by_suite[_suite_name(table)]
+        if table == KELA:
+            outcomes += by_suite[MONTHLY_SUITE]
+    _record(con, run_id, outcomes)
+    return {
+        "expectations": len(outcomes),
+        "failed": sum(not o.passed for o in outcomes),
+        "docs": str(Path(docs_dir) / "index.html"),
+    }
 
 
 def run_quality_checks(
@@ -435,31 +513,13 @@ def run_quality_checks(
     dict
         ``{'expectations': n, 'failed': n_failed, 'docs': str(docs_dir / 'index.html')}``.
     """
-    docs_dir = Path(docs_dir)
     execute_file(con, "meta/validation_results.sql")
-    counted = {table: _row_count(con, table) for table in ROW_CHECKS}
-    sizes = {table: n for table, n in counted.items() if n > 0}
-    parts: dict[str, list[Outcome]] = {}
-    with ThreadPoolExecutor(max_workers=1) as pool, tempfile.TemporaryDirectory(prefix="kokeilu-gx-") as tmp:
+    sizes = _staged_sizes(con)
+    with ThreadPoolExecutor(max_workers=1) as pool:
         counts = {t: _large_table_counts(pool, con, t, n) for t, n in sizes.items() if n > max_frame_rows}
-        gxc = _Gx(Path(tmp))
-        monthly: list[Outcome] = []
-        for table in sizes:
-            checks = ROW_CHECKS[table]
-            if table not in counts:
-                parts[table] = gxc.validate(table.replace(".", "__"), _frame(con, table, checks), checks, table, "rows")
-            if table == KELA:
-                monthly = _monthly_outcomes(con, gxc)
-        index = gxc.docs_index()
-        _copy_site(index.parent, docs_dir)
-        parts |= {table: future.result() for table, future in counts.items()}
-    outcomes = [o for table in sizes for o in parts[table] + (monthly if table == KELA else [])]
-    _record(con, run_id, outcomes)
-    return {
-        "expectations": len(outcomes),
-        "failed": sum(not o.passed for o in outcomes),
-        "docs": str(docs_dir / "index.html"),
-    }
+        by_suite = run_suites(_gx_inputs(con, list(sizes), list(counts)), Path(docs_dir))
+        suites = Suites(list(sizes), [], {table: future.result() for table, future in counts.items()})
+    return record_suites(con, run_id, suites, by_suite, docs_dir)
 
 
 SITE_ENTRIES = ("index.html", "expectations", "validations", "static")
@@ -481,3 +541,30 @@ def _copy_site(site: Path, docs_dir: Path) -> None:
         (docs_dir / "index.html").write_text(
             "<!doctype html><title>Data Docs</title><p>No expectation suites were run.</p>\n", encoding="utf-8"
         )
+
+
+def _main(work: Path, niceness: int = 0) -> None:
+    """``python -m pipeline.quality DIR [NICENESS]``: lower this process's priority by NICENESS, import GX,
+    then run the suites pickled on stdin and pickle their outcomes to ``DIR/out.pickle`` (see
+    :class:`pipeline.evaluation.PendingSuites`)."""
+    import pickle
+    import sys
+
+    if niceness and hasattr(os, "nice"):
+        os.nice(niceness)
+
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    import great_expectations  # noqa: F401 - the slow part, before the frames are needed
+
+    inputs, docs_dir = pickle.load(sys.stdin.buffer)
+    out = run_suites(inputs, docs_dir)
+    (work / "out.pickle.part").write_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+    (work / "out.pickle.part").replace(work / "out.pickle")
+
+
+if __name__ == "__main__":
+    import sys
+
+    from pipeline.quality import _main as main  # the module's own classes, not copies in __main__: they are pickled
+
+    main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0)

@@ -165,3 +165,57 @@ def test_duplicate_count_matches_group_by(key_type: str, case: str, expected: in
     for columns in (("person_key", "month"), ("person_key", "month", "goal"), ("goal", "person_key")):
         assert _duplicated_rows(con, "main.t", columns) == _naive_duplicates(con, ", ".join(columns))
     assert _duplicated_rows(con, "main.t", ("person_key", "month")) == expected
+
+
+def _bad_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The clean tables with a duplicated key and an out-of-range situation score."""
+    _fill(con)
+    _insert_kela(con, [_kela_row(3, MONTHS[2], 9999)])
+    con.execute("insert into staging.avain_assessments select * replace (12 as tilannearvio) "
+                "from staging.avain_assessments limit 1")
+
+
+@pytest.mark.parametrize("child", ["runs", "fails"])
+def test_suites_in_a_child_process_record_what_they_record_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture, child: str) -> None:
+    """A run's suites, run by GX in a child process (or here, when the child fails), record the same
+    outcomes as :func:`run_quality_checks` in this process, and write the Data Docs."""
+    from pipeline import evaluation
+
+    db = tmp_path / "q.duckdb"
+    with _db.connect(db) as c:
+        for name in ("staging/kela_income_support.sql", "staging/avain_assessments.sql",
+                     "meta/validation_results.sql"):
+            _db.execute_file(c, name)
+        _bad_tables(c)
+        run_quality_checks(c, run_id="here", docs_dir=tmp_path / "here")
+    if child == "fails":
+        monkeypatch.setattr(evaluation, "SUITES_NICENESS", "not-a-number")  # the child stops at its first line
+    pending = evaluation.PendingSuites(db, run_id="child", out=tmp_path / "out")
+    summary = pending.finish()
+    assert ("expectation suites child failed" in caplog.text) == (child == "fails")
+    with _db.connect(db) as c:
+        assert _results(c, "child") == _results(c, "here")
+        order = c.execute("select run_id, list(check_name order by rowid) from meta.validation_results "
+                          "group by run_id order by run_id").fetchall()
+    assert order[0][1] == order[1][1]
+    assert summary["failed"] == 3 and summary["expectations"] == 15  # both duplicated keys, the score
+    assert (tmp_path / "out" / "data_docs" / "index.html").is_file()
+
+
+def test_a_run_that_fails_stops_its_suites(tmp_path: Path) -> None:
+    """Closing pending suites kills the child and removes its files; nothing is recorded."""
+    from pipeline import evaluation
+
+    db = tmp_path / "q.duckdb"
+    with _db.connect(db) as c:
+        for name in ("staging/kela_income_support.sql", "staging/avain_assessments.sql",
+                     "meta/validation_results.sql"):
+            _db.execute_file(c, name)
+        _fill(c)
+    pending = evaluation.PendingSuites(db, run_id="x", out=tmp_path / "out")
+    work = Path(pending._tmp.name)
+    pending.close()
+    assert not work.exists()
+    with _db.connect(db) as c:
+        assert c.execute("select count(*) from meta.validation_results").fetchall() == [(0,)]
