@@ -195,6 +195,9 @@ def test_smoothness_flci_endpoints_converge_to_diff_diff(
     for extra in range(3):
         monkeypatch.setattr(dd_honest, "_flci_optimal_h", functools.partial(zoom, levels=DD_LEVELS + (120,) * extra))
         ref = dd.HonestDiD(method="smoothness", M=m, **kwargs).fit(dd_results(beta, V, n_pre, df=df))
+        if not (np.isfinite(ref.ci_lb) and np.isfinite(ref.ci_ub)):
+            # seen with diff_diff 3.13.0 on some machines for (13, 5, 3, l, df=30): it fails closed to NaN
+            pytest.skip(f"diff_diff returned an undefined interval ({ref.ci_lb}, {ref.ci_ub}): nothing to compare")
         assert ours.ci_high - ours.ci_low <= ref.ci_ub - ref.ci_lb + 1e-9
         gaps.append(max(abs(ours.ci_low - ref.ci_lb), abs(ours.ci_high - ref.ci_ub)))
     assert (ours.ci_low, ours.ci_high) == pytest.approx((ref.ci_lb, ref.ci_ub), abs=1e-6)
