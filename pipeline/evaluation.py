@@ -56,8 +56,8 @@ def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, k
     from pipeline.load import load_delivery
 
     # Great Expectations takes seconds to import: it does so while the delivery loads
-    warm = import_in_background(("great_expectations", "pipeline.quality") if suites else (),
-                                name="kokeilu-import-quality")
+    warm = import_in_background(("great_expectations", "pipeline.quality"), name="kokeilu-import-quality") \
+        if suites else None
     with _db.connect(db) as con:
         report = load_delivery(con, kela_dir=kela, avain_dir=avain, key=key, config=config, run_id=run_id)
         summary = report.summary()
@@ -68,9 +68,9 @@ def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, k
             files += again.files
         known = {Path(f.path): f.sha256 for f in files if f.path and f.sha256}
         _db.record_inputs(con, run_id=run_id, inputs=_db.input_manifest(kela, avain, corrections, known=known))
-        warm.join()
-        if not suites:
+        if warm is None:
             return summary
+        warm.join()
         try:
             from pipeline.quality import run_quality_checks
         except ImportError:  # pragma: no cover - quality suites not installed

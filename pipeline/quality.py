@@ -278,9 +278,7 @@ class _Gx:
     """A throw-away GX File data context in a temporary directory, for pandas frames."""
 
     def __init__(self, root: Path) -> None:
-        os.environ["GX_ANALYTICS_ENABLED"] = "false"
-        import great_expectations as gx  # lazy: slow import, only needed here
-
+        gx = _import_gx()
         self.gx = gx
         self.context = gx.get_context(mode="file", project_root_dir=str(root))
         self._silence_progress_bars()
@@ -330,6 +328,14 @@ class _Gx:
                 return Path(url.removeprefix("file://"))
         root = Path(self.context.root_directory)
         return root / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def _import_gx() -> Any:
+    """``great_expectations``, analytics off (lazy: a slow import, only needed here)."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    import great_expectations as gx
+
+    return gx
 
 
 def _expectation(gx: Any, check: Check) -> Any:
@@ -513,7 +519,6 @@ def run_quality_checks(
     dict
         ``{'expectations': n, 'failed': n_failed, 'docs': str(docs_dir / 'index.html')}``.
     """
-    execute_file(con, "meta/validation_results.sql")
     sizes = _staged_sizes(con)
     with ThreadPoolExecutor(max_workers=1) as pool:
         counts = {t: _large_table_counts(pool, con, t, n) for t, n in sizes.items() if n > max_frame_rows}
@@ -552,10 +557,7 @@ def _main(work: Path, niceness: int = 0) -> None:
 
     if niceness and hasattr(os, "nice"):
         os.nice(niceness)
-
-    os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    import great_expectations  # noqa: F401 - the slow part, before the frames are needed
-
+    _import_gx()  # the slow part, before the frames are needed
     inputs, docs_dir = pickle.load(sys.stdin.buffer)
     out = run_suites(inputs, docs_dir)
     (work / "out.pickle.part").write_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))

@@ -18,11 +18,15 @@ PERSONS = 30
 DOMAINS = ("TOIMEENTULO", "ASUMINEN", "TERVEYS")
 
 
+def _create_tables(c: duckdb.DuckDBPyConnection) -> None:
+    for name in ("staging/kela_income_support.sql", "staging/avain_assessments.sql", "meta/validation_results.sql"):
+        _db.execute_file(c, name)
+
+
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     with _db.connect(tmp_path / "q.duckdb") as c:
-        for name in ("staging/kela_income_support.sql", "staging/avain_assessments.sql", "meta/validation_results.sql"):
-            _db.execute_file(c, name)
+        _create_tables(c)
         yield c
 
 
@@ -184,9 +188,7 @@ def test_suites_in_a_child_process_record_what_they_record_here(tmp_path: Path, 
 
     db = tmp_path / "q.duckdb"
     with _db.connect(db) as c:
-        for name in ("staging/kela_income_support.sql", "staging/avain_assessments.sql",
-                     "meta/validation_results.sql"):
-            _db.execute_file(c, name)
+        _create_tables(c)
         _bad_tables(c)
         run_quality_checks(c, run_id="here", docs_dir=tmp_path / "here")
     if child == "fails":
@@ -209,9 +211,7 @@ def test_a_run_that_fails_stops_its_suites(tmp_path: Path) -> None:
 
     db = tmp_path / "q.duckdb"
     with _db.connect(db) as c:
-        for name in ("staging/kela_income_support.sql", "staging/avain_assessments.sql",
-                     "meta/validation_results.sql"):
-            _db.execute_file(c, name)
+        _create_tables(c)
         _fill(c)
     pending = evaluation.PendingSuites(db, run_id="x", out=tmp_path / "out")
     work = Path(pending._tmp.name)
