@@ -102,9 +102,9 @@ def start_suites(params: EvaluateParameters, run_id: str) -> ev.PendingSuites:
 
 
 @task(name="record expectation suites", cache_policy=NO_CACHE)
-def finish_suites(pending: ev.PendingSuites) -> dict[str, Any]:
+def finish_suites(params: EvaluateParameters, pending: ev.PendingSuites) -> dict[str, Any]:
     """Wait for the suites and record their outcomes in meta.validation_results."""
-    return pending.finish()
+    return pending.finish(params.db)
 
 
 @task(name="build panels", cache_policy=NO_CACHE)
@@ -203,7 +203,7 @@ def evaluate(params: EvaluateParameters) -> str:
             estimate_distributed.with_options(task_runner=dask_runner(params.dask_address))(params, run_id)
         else:
             estimate(params, run_id)
-        load_summary["quality"] = finish_suites(pending)
+        load_summary["quality"] = finish_suites(params, pending)
         _validation_artifact(load_summary)
         finish(params, run_id, "completed")
     except Exception as exc:

@@ -15,12 +15,18 @@ person x month panel once for all monthly outcomes; :func:`run_unit` estimates a
 unit from those small frames alone, so it can run in another process or on
 another machine (a DuckDB connection cannot be shipped); :func:`combine` joins
 the units' tables and applies disclosure control. :func:`estimate_all` runs the
-units one after another; an orchestrator may run them in parallel and get the
-same tables.
+units in this process and, given more than one process, in :class:`UnitWorker`
+child processes too, heaviest first (the units are GIL-bound Python on small
+arrays: threads would not run them side by side); an orchestrator may run them
+anywhere else (Prefect's Dask task runner): the tables are the same.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,13 +69,34 @@ class Unit:
         return f"{self.kind}:{'+'.join(self.outcomes)}"
 
 
-def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> dict[str, pl.DataFrame]:
-    """All results tables of one run (without ``run_id``), disclosure control applied."""
-    warm = import_in_background(ESTIMATOR_MODULES, name="kokeilu-import-estimators")
-    units = estimation_units(con, config)
-    inputs = units_inputs(con, units)
-    warm.join()
-    return combine([run_unit(frames, config, unit) for unit, frames in zip(units, inputs)], config)
+MAX_PROCESSES = 3
+"""Processes :func:`default_processes` allows: the two headline outcomes are most of the work, one process
+each, and a third takes the rest."""
+
+
+def default_processes() -> int:
+    """Processes for the estimation units: the CPUs this process may run on, at most ``MAX_PROCESSES``."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, MAX_PROCESSES))
+
+
+def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, *,
+                 processes: int = 1) -> dict[str, pl.DataFrame]:
+    """All results tables of one run (without ``run_id``), disclosure control applied.
+
+    With ``processes`` > 1, that many processes less one :class:`UnitWorker` start at once (their
+    imports overlap the reading of the units' inputs) and share the units with this process.
+    """
+    workers = [UnitWorker() for _ in range(processes - 1)]
+    try:
+        warm = import_in_background(ESTIMATOR_MODULES, name="kokeilu-import-estimators")
+        units = estimation_units(con, config)
+        inputs = units_inputs(con, units)
+        warm.join()
+        return combine(run_units(units, inputs, config, workers=workers), config)
+    finally:
+        for worker in workers:
+            worker.close()
 
 
 def estimation_units(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> list[Unit]:
@@ -119,6 +146,161 @@ def run_unit(frames: dict[str, pl.DataFrame], config: EvaluationConfig, unit: Un
     if unit.kind == "yearly":
         return estimates.yearly_outcome(frames["cells"], config, unit.outcomes[0])
     return estimates.avain_estimates(frames["avain_assessment"], config, list(unit.outcomes))
+
+
+def _weight(unit: Unit, config: EvaluationConfig) -> int:
+    """A unit's rough cost, to start the heaviest first: a headline monthly outcome adds placebo checks,
+    subgroup inference and robustness analyses to what every monthly outcome gets."""
+    if unit.kind != "monthly":
+        return 0
+    return 2 if unit.outcomes[0] in config.headline_outcomes else 1
+
+
+def run_units(units: list[Unit], inputs: list[dict[str, pl.DataFrame]], config: EvaluationConfig, *,
+              workers: list[UnitWorker] = ()) -> list[dict[str, pl.DataFrame]]:
+    """Every unit's tables, in the order of ``units``, from the units' :func:`units_inputs`.
+
+    Without workers the units run here, one after another. With workers, this
+    process and each worker take the next unit, heaviest first, whoever is free
+    first: a worker joins in once it has imported the estimators (a small run is
+    done before that, and its workers are stopped). A unit a worker fails on is
+    run here (an error is then raised here, with its own traceback). The tables do
+    not depend on where a unit ran.
+    """
+    if not workers:
+        return [run_unit(frames, config, unit) for unit, frames in zip(units, inputs, strict=True)]
+    order = deque(sorted(range(len(units)), key=lambda i: _weight(units[i], config), reverse=True))
+    results: list[dict[str, pl.DataFrame] | None] = [None] * len(units)
+    lock = threading.Lock()
+    busy: set[int] = set()  # workers running a unit: this process waits for them at the end
+
+    def serve(w: int, worker: UnitWorker) -> None:
+        if not worker.ready():
+            return
+        while True:
+            with lock:
+                if not order:
+                    return
+                i = order.popleft()
+                busy.add(w)
+            out = worker.run(units[i], inputs[i], config)
+            with lock:
+                busy.discard(w)
+            if out is None:  # the worker failed: the unit is run here, after the others
+                return
+            results[i] = out
+
+    helpers = [threading.Thread(target=serve, args=(w, worker), name=f"kokeilu-unit-worker-{w}", daemon=True)
+               for w, worker in enumerate(workers)]
+    for helper in helpers:
+        helper.start()
+    while True:
+        with lock:
+            if not order:
+                idle = [worker for w, worker in enumerate(workers) if w not in busy]
+                break
+            i = order.popleft()
+        results[i] = run_unit(inputs[i], config, units[i])
+    for worker in idle:  # nothing left for them: do not wait for their imports
+        worker.stop()
+    for helper in helpers:
+        helper.join()
+    return [out if out is not None else run_unit(inputs[i], config, units[i]) for i, out in enumerate(results)]
+
+
+class UnitWorker:
+    """A child Python (``python -m pipeline.worker``) that runs the estimation units it is sent.
+
+    Requests and answers are pickled: a unit's inputs are municipality x period
+    sums (about 2 MB for a monthly outcome at national scale), its tables smaller.
+    A worker that cannot start or fails answers ``None``; its units are run by the caller.
+    """
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        from pipeline.worker import child_env
+
+        self._err = tempfile.TemporaryFile(prefix="kokeilu-worker-")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._answers = None
+        self._ready = False
+        self.units_run = 0
+        read, write = os.pipe()
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "pipeline.worker", str(write)],
+                                          stdin=subprocess.PIPE, stdout=self._err, stderr=self._err,
+                                          pass_fds=(write,), env=child_env())
+        except OSError:  # pragma: no cover - no child processes here: the caller runs every unit
+            os.close(read)
+        else:
+            self._answers = os.fdopen(read, "rb")
+        finally:
+            os.close(write)
+
+    def ready(self) -> bool:
+        """Wait until the worker has imported the estimators; False if it failed or was stopped."""
+        if not self._ready:
+            self._ready = self._receive() is not None
+        return self._ready
+
+    def run(self, unit: Unit, frames: dict[str, pl.DataFrame], config: EvaluationConfig
+            ) -> dict[str, pl.DataFrame] | None:
+        """The unit's tables, computed by the worker; None if the worker failed."""
+        import pickle
+
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return None
+        try:
+            pickle.dump((unit, frames, config), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.flush()
+        except (OSError, ValueError):
+            return self._failed("its input closed")
+        out = self._receive()
+        self.units_run += out is not None
+        return out
+
+    def _receive(self) -> Any:
+        import pickle
+
+        if self._answers is None:
+            return None
+        try:
+            status, payload = pickle.load(self._answers)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+            return self._failed("it stopped")
+        if status == "error":
+            return self._failed(payload)
+        return payload if status == "ok" else True
+
+    def _failed(self, why: str) -> None:
+        if self._proc is not None:  # not closed on purpose
+            logging.getLogger(__name__).warning("estimation worker failed (%s): its units run in this process", why)
+        return None
+
+    def stop(self) -> None:
+        """Stop the worker: whatever it was doing is no longer needed (a thread waiting on it gets None)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Stop the worker and release its pipes (once no thread waits on it)."""
+        self.stop()
+        if self._answers is not None:
+            self._answers.close()
+            self._answers = None
+        self._err.close()
 
 
 def combine(parts: list[dict[str, pl.DataFrame]], config: EvaluationConfig) -> dict[str, pl.DataFrame]:

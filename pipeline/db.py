@@ -91,6 +91,16 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
 
 
 @contextmanager
+def using(db: Path | duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for a stage: ``db`` itself if it is one (left open), else the file opened and closed after."""
+    if isinstance(db, duckdb.DuckDBPyConnection):
+        yield db
+        return
+    with connect(Path(db)) as con:
+        yield con
+
+
+@contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """Commit the block as a whole, or roll it back and re-raise."""
     con.execute("begin transaction")

@@ -5,6 +5,11 @@ tasks; :func:`run_evaluation` runs them in sequence for a notebook or for
 ``kokeilu run --no-orchestrate``. Each stage commits its own transaction, so a
 run killed at any point leaves the database at its last good state, and a run
 that fails is recorded as ``failed`` in ``meta.runs`` with a one-line reason.
+
+A stage takes the database as a path (it opens and closes it: a task of the
+flow) or as an open connection: :func:`run_evaluation` keeps one connection from
+the load to the end of the estimation, so DuckDB neither checkpoints and closes
+the file between stages nor reads back from disk what the stage before wrote.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from pipeline import db as _db
@@ -49,23 +55,28 @@ def begin(db: Path, config: EvaluationConfig, *, kela: Path, avain: Path | None,
     return run_id
 
 
-def load_stage(db: Path, config: EvaluationConfig, *, run_id: str, key: bytes, kela: Path,
+Database = Path | duckdb.DuckDBPyConnection
+"""Where a stage works: a database file (opened and closed by the stage) or an open connection."""
+
+
+def load_stage(db: Database, config: EvaluationConfig, *, run_id: str, key: bytes, kela: Path,
                avain: Path | None, corrections: Path | None, out: Path, suites: bool = True) -> dict[str, Any]:
     """Load the delivery (and any corrections) into staging, then run the quality suites (unless ``suites``
     is false: the caller runs them beside the estimation, see :class:`PendingSuites`)."""
-    from pipeline.load import load_delivery
+    from pipeline.load import load_deliveries
 
     # Great Expectations takes seconds to import: it does so while the delivery loads
     warm = import_in_background(("great_expectations", "pipeline.quality"), name="kokeilu-import-quality") \
         if suites else None
-    with _db.connect(db) as con:
-        report = load_delivery(con, kela_dir=kela, avain_dir=avain, key=key, config=config, run_id=run_id)
-        summary = report.summary()
-        files = list(report.files)
+    with _db.using(db) as con:
+        deliveries = [(kela, avain)]
         if corrections is not None and corrections.is_dir():
-            again = load_delivery(con, kela_dir=corrections, avain_dir=None, key=key, config=config, run_id=run_id)
-            summary["corrections"] = again.summary()
-            files += again.files
+            deliveries.append((corrections, None))
+        reports = load_deliveries(con, deliveries, key=key, config=config, run_id=run_id)
+        summary = reports[0].summary()
+        if len(reports) > 1:
+            summary["corrections"] = reports[1].summary()
+        files = [f for report in reports for f in report.files]
         known = {Path(f.path): f.sha256 for f in files if f.path and f.sha256}
         _db.record_inputs(con, run_id=run_id, inputs=_db.input_manifest(kela, avain, corrections, known=known))
         if warm is None:
@@ -97,7 +108,7 @@ class PendingSuites:
     cannot be started or fails, the suites run in this process, in :meth:`finish`.
     """
 
-    def __init__(self, db: Path, *, run_id: str, out: Path) -> None:
+    def __init__(self, db: Database, *, run_id: str, out: Path) -> None:
         import pickle
         import subprocess
         import sys
@@ -105,9 +116,10 @@ class PendingSuites:
         import threading
 
         from pipeline.quality import prepare_suites
+        from pipeline.worker import child_env
 
-        self.db, self.run_id, self.docs = db, run_id, out / "data_docs"
-        with _db.connect(db) as con:
+        self.run_id, self.docs = run_id, out / "data_docs"
+        with _db.using(db) as con:
             self.suites = prepare_suites(con)
         self._tmp = tempfile.TemporaryDirectory(prefix="kokeilu-suites-")
         work = Path(self._tmp.name)
@@ -116,7 +128,7 @@ class PendingSuites:
             with open(work / "stderr", "wb") as err:
                 self._child = subprocess.Popen(
                     [sys.executable, "-m", "pipeline.quality", str(work), str(SUITES_NICENESS)],
-                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=_child_env())
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=child_env())
         except OSError:  # pragma: no cover - no child processes here: the suites run in finish()
             self._child = None
         payload = pickle.dumps((self.suites.gx, self.docs), protocol=pickle.HIGHEST_PROTOCOL)
@@ -133,8 +145,8 @@ class PendingSuites:
         except (BrokenPipeError, OSError):  # the child died: finish() runs the suites here
             pass
 
-    def finish(self) -> dict[str, Any]:
-        """Wait for the suites, record their outcomes; the summary ``load_stage`` would have returned."""
+    def finish(self, db: Database) -> dict[str, Any]:
+        """Wait for the suites, record their outcomes in ``db``; the summary ``load_stage`` would have returned."""
         import pickle
 
         from pipeline.quality import record_suites, run_suites
@@ -151,7 +163,7 @@ class PendingSuites:
         self.close()
         if by_suite is None:
             by_suite = run_suites(self.suites.gx, self.docs)
-        with _db.connect(self.db) as con:
+        with _db.using(db) as con:
             return record_suites(con, self.run_id, self.suites, by_suite, self.docs)
 
     def close(self) -> None:
@@ -164,33 +176,26 @@ class PendingSuites:
         self._tmp.cleanup()
 
 
-def _child_env() -> dict[str, str]:
-    """The environment of a child Python: this one's, with the directory ``pipeline`` is imported from."""
-    import os
-
-    import pipeline
-
-    root = str(Path(pipeline.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-    return env
-
-
-def panel_stage(db: Path, config: EvaluationConfig) -> dict[str, Any]:
+def panel_stage(db: Database, config: EvaluationConfig) -> dict[str, Any]:
     """Rebuild every panel from staging under the configuration's schedule and cohort rules."""
     from pipeline.panels import build_panels
 
-    with _db.connect(db) as con:
+    with _db.using(db) as con:
         report = build_panels(con, config)
     return report if isinstance(report, dict) else getattr(report, "__dict__", {})
 
 
-def estimate_stage(db: Path, config: EvaluationConfig, *, run_id: str) -> None:
-    """Estimate every effect with its inference and write them under ``run_id`` in one transaction."""
-    from pipeline.analysis import estimate_all, write_results
+def estimate_stage(db: Database, config: EvaluationConfig, *, run_id: str, processes: int | None = None) -> None:
+    """Estimate every effect with its inference and write them under ``run_id`` in one transaction.
 
-    with _db.connect(db) as con:
-        write_results(con, estimate_all(con, config), run_id)
+    The estimation units run in ``processes`` processes (default: one per CPU, at most
+    :data:`~pipeline.analysis.MAX_PROCESSES`; see :func:`~pipeline.analysis.estimate_all`).
+    """
+    from pipeline.analysis import default_processes, estimate_all, write_results
+
+    with _db.using(db) as con:
+        tables = estimate_all(con, config, processes=default_processes() if processes is None else processes)
+        write_results(con, tables, run_id)
 
 
 def report_stage(db: Path, config: EvaluationConfig, *, run_id: str, out: Path) -> Path:
@@ -200,9 +205,9 @@ def report_stage(db: Path, config: EvaluationConfig, *, run_id: str, out: Path) 
     return build_report(db, out / "report", run_id=run_id, config=config)
 
 
-def end(db: Path, *, run_id: str, status: str, message: str | None = None) -> None:
+def end(db: Database, *, run_id: str, status: str, message: str | None = None) -> None:
     """Mark the run completed or failed."""
-    with _db.connect(db) as con:
+    with _db.using(db) as con:
         _db.finish_run(con, run_id=run_id, status=status, message=message)
 
 
@@ -224,25 +229,26 @@ def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, confi
     run_id = begin(db, config, kela=kela, avain=avain, corrections=corrections)
     suites: PendingSuites | None = None
     try:
-        t = _tick()
-        load = load_stage(db, config, run_id=run_id, key=key, kela=kela, avain=avain,
-                          corrections=corrections, out=out, suites=False)
-        suites = PendingSuites(db, run_id=run_id, out=out)  # GX in a child process, beside panels and estimation
-        seconds["load"] = _tock(t)
-        t = _tick()
-        panels = panel_stage(db, config)
-        seconds["panels"] = _tock(t)
-        t = _tick()
-        estimate_stage(db, config, run_id=run_id)
-        seconds["estimate"] = _tock(t)
-        t = _tick()
-        load["quality"] = suites.finish()
-        seconds["quality"] = _tock(t)
-        end(db, run_id=run_id, status="completed")
+        with _db.connect(db) as con:  # one connection from the load to the end of the estimation
+            t = _tick()
+            load = load_stage(con, config, run_id=run_id, key=key, kela=kela, avain=avain,
+                              corrections=corrections, out=out, suites=False)
+            suites = PendingSuites(con, run_id=run_id, out=out)  # GX in a child process, beside panels and estimation
+            seconds["load"] = _tock(t)
+            t = _tick()
+            panels = panel_stage(con, config)
+            seconds["panels"] = _tock(t)
+            t = _tick()
+            estimate_stage(con, config, run_id=run_id)
+            seconds["estimate"] = _tock(t)
+            t = _tick()
+            load["quality"] = suites.finish(con)
+            seconds["quality"] = _tock(t)
+            end(con, run_id=run_id, status="completed")
         t = _tick()
         report = report_stage(db, config, run_id=run_id, out=out)
         seconds["report"] = _tock(t)
-    except KokeiluError as exc:
+    except KokeiluError as exc:  # the run's connection is closed by now: the run is marked on a new one
         end(db, run_id=run_id, status="failed", message=str(exc))
         raise
     except Exception as exc:

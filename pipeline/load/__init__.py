@@ -288,26 +288,48 @@ def _migrate_person_key(con: duckdb.DuckDBPyConnection) -> None:
 def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avain_dir: Path | None, key: bytes,
                   config: EvaluationConfig, run_id: str, progress: bool = False) -> ValidationReport:
     """Load the Kela-style and AVAIN-style files of a delivery into staging, incrementally."""
+    return load_deliveries(con, [(kela_dir, avain_dir)], key=key, config=config, run_id=run_id,
+                           progress=progress)[0]
+
+
+def load_deliveries(con: duckdb.DuckDBPyConnection, deliveries: list[tuple[Path | None, Path | None]], *,
+                    key: bytes, config: EvaluationConfig, run_id: str,
+                    progress: bool = False) -> list[ValidationReport]:
+    """Load several deliveries in order, each ``(kela_dir, avain_dir)``, as if one after the other: a report each.
+
+    A later delivery re-delivers what an earlier one brought (a corrected month):
+    its files are written after the earlier ones and replace them. The files of
+    all the deliveries go through one stream of reading threads and one writer, and
+    each identity code is pseudonymised once, so a correction costs what its own rows do.
+    """
     from pipeline.pseudonym import Pseudonymiser
 
     ensure_tables(con)
     identities = IdentityCodes(require_synthetic=config.require_synthetic_hetu, pseudonymiser=Pseudonymiser(key))
-    report = ValidationReport()
-    dirs = [d for d in dict.fromkeys([kela_dir, avain_dir]) if d is not None]
-    for d in dirs:
-        if not Path(d).is_dir():
-            raise InputError(f"{d} is not a directory")
-    todo: list[DeliveredFile] = []
-    for d in dirs:
-        files, bad = discover(Path(d))
-        report.files.extend(bad)
-        todo.extend(files)
+    reports = [ValidationReport() for _ in deliveries]
+    for pair in deliveries:
+        for d in pair:
+            if d is not None and not Path(d).is_dir():
+                raise InputError(f"{d} is not a directory")
+    todo: list[tuple[DeliveredFile, ValidationReport]] = []
+    for report, pair in zip(reports, deliveries, strict=True):
+        for d in dict.fromkeys(d for d in pair if d is not None):
+            files, bad = discover(Path(d))
+            report.files.extend(bad)
+            todo.extend((f, report) for f in files)
     manifest = con.execute("select extract, file_name, period, sha256, rows_in, rows_staged, rows_quarantined "
                            "from meta.loaded_files").fetchall()
     loaded = {(e, n): sha for e, n, _, sha, *_ in manifest}
+    # a file unchanged since it was loaded is skipped, unless an earlier file of this load replaces it first
+    unchanged: dict[Path, str] = {}
+    ahead: set[tuple[str, str]] = set()
+    for f, _ in todo:
+        if (f.extract, f.name) in loaded and _replaces(f.extract, f.name, f.period) not in ahead:
+            unchanged[f.path] = loaded[(f.extract, f.name)]
+        ahead.add(_replaces(f.extract, f.name, f.period))
     writer = _Writer(con, run_id, present={_replaces(e, n, p) for e, n, p, *_ in manifest})
-    prepared = _prepared(todo, loaded, config, identities, run_id)
-    for f, sha, result, rows in _progress(prepared, len(todo), progress):
+    prepared = _prepared([f for f, _ in todo], unchanged, config, identities, run_id)
+    for (f, sha, result, rows), (_, report) in zip(_progress(prepared, len(todo), progress), todo, strict=True):
         if result is None:
             prev = next(counts for e, n, _, _, *counts in manifest if (e, n) == (f.extract, f.name))
             report.files.append(FileResult(f.name, f.extract, rows_in=prev[0], rows_staged=prev[1],
@@ -317,7 +339,7 @@ def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avai
         report.files.append(result)
         writer.add(f, result, rows, sha)
     writer.flush()
-    return report
+    return reports
 
 
 @dataclass(frozen=True)
@@ -352,9 +374,11 @@ def _jobs(files: list[DeliveredFile]) -> list[list[DeliveredFile]]:
     return jobs
 
 
-def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], config: EvaluationConfig,
+def _prepared(todo: list[DeliveredFile], unchanged: dict[Path, str], config: EvaluationConfig,
               identities: IdentityCodes, run_id: str) -> Iterator[Prepared]:
     """Each file read, hashed, checked and split into staged and quarantined rows, in order, ahead of the caller.
+
+    A file whose SHA-256 is its entry in ``unchanged`` (by path) is not checked: it is already loaded.
 
     ``WORKERS`` threads prepare the next files (or groups of small files) while
     the caller writes the current one to DuckDB (polars and DuckDB both release
@@ -374,7 +398,7 @@ def _prepared(todo: list[DeliveredFile], loaded: dict[tuple[str, str], str], con
                 done[i] = (f, "", result, None)
                 continue
             sha = hashlib.sha256(data).hexdigest()
-            if loaded.get((f.extract, f.name)) == sha:
+            if unchanged.get(f.path) == sha:
                 done[i] = (f, sha, None, None)
             else:
                 fresh.append((i, f, sha, data))

@@ -6,7 +6,8 @@ create table if not exists staging.kela_income_support (
     birth_date             date not null,
     birth_year             integer not null,
     sex                    varchar not null,
-    kotitalous_id          varchar not null,
+    -- high-cardinality: zstd writes it with ~20% less insert CPU than dictionary+FSST, ~8% larger
+    kotitalous_id          varchar using compression zstd not null,
     kuntanumero            varchar not null,
     month                  date not null,
     tilastokuukausi        varchar not null,

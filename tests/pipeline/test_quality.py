@@ -194,7 +194,7 @@ def test_suites_in_a_child_process_record_what_they_record_here(tmp_path: Path, 
     if child == "fails":
         monkeypatch.setattr(evaluation, "SUITES_NICENESS", "not-a-number")  # the child stops at its first line
     pending = evaluation.PendingSuites(db, run_id="child", out=tmp_path / "out")
-    summary = pending.finish()
+    summary = pending.finish(db)
     assert ("expectation suites child failed" in caplog.text) == (child == "fails")
     with _db.connect(db) as c:
         assert _results(c, "child") == _results(c, "here")

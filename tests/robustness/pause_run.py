@@ -58,8 +58,8 @@ def pause_in_results_write() -> None:
 
     original = analysis.estimate_all
 
-    def estimate_all(con: Any, config: Any) -> dict[str, Any]:
-        return _PauseAfterLastItem(original(con, config))
+    def estimate_all(con: Any, config: Any, **kwargs: Any) -> dict[str, Any]:
+        return _PauseAfterLastItem(original(con, config, **kwargs))
 
     analysis.estimate_all = estimate_all
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import db
-from pipeline.load import load_delivery
+from pipeline.load import load_deliveries, load_delivery
 from pipeline.pseudonym import DEMO_KEY
 from schemas.hetu import HETU_PATTERN
 
@@ -73,6 +73,38 @@ def test_loading_twice_changes_nothing_and_correction_replaces_the_month(small_d
         files = con.execute("select count(*) from meta.loaded_files where period = ?", [month]).fetchall()[0][0]
     assert n == truth["rows"]["kela_correction"]
     assert files == 1
+
+
+def _manifest(path: Path) -> list[tuple]:
+    with db.connect(path, read_only=True) as con:
+        return con.execute("select extract, file_name, period, sha256, rows_in, rows_staged, rows_quarantined "
+                           "from meta.loaded_files order by all").fetchall()
+
+
+def test_delivery_and_correction_in_one_load_equal_two_loads(small_delivery, config, tmp_path) -> None:
+    """``load_deliveries`` streams a delivery and its correction together; the tables are those of loading
+    one after the other, and loading both again keeps the corrected month (its file is not skipped as
+    unchanged when the delivery's own month, loaded again first, replaced it)."""
+    out, truth = small_delivery
+    deliveries = [(out / "kela", out / "avain"), (out / "kela_correction", None)]
+    apart, together = tmp_path / "apart.duckdb", tmp_path / "together.duckdb"
+    with db.connect(apart) as con:
+        expected = [load_delivery(con, kela_dir=k, avain_dir=a, key=DEMO_KEY, config=config, run_id="r")
+                    for k, a in deliveries]
+    with db.connect(together) as con:
+        reports = load_deliveries(con, deliveries, key=DEMO_KEY, config=config, run_id="r")
+    assert [r.totals() for r in reports] == [r.totals() for r in expected]
+    assert _tables(together) == _tables(apart)
+    assert _manifest(together) == _manifest(apart)
+    with db.connect(together) as con:
+        again = load_deliveries(con, deliveries, key=DEMO_KEY, config=config, run_id="s")
+    assert again[1].totals()["files_skipped_unchanged"] == 0
+    assert again[0].totals()["files_skipped_unchanged"] == again[0].totals()["files"] - 1
+    assert _tables(together) == _tables(apart)
+    with db.connect(together, read_only=True) as con:
+        n = con.execute("select count(*) from staging.kela_income_support where tilastokuukausi = ?",
+                        [truth["corrected_month"]]).fetchall()[0][0]
+    assert n == truth["rows"]["kela_correction"]
 
 
 def test_same_key_same_person_key_other_key_other(small_delivery, config, tmp_path) -> None:
