@@ -62,19 +62,20 @@ def child_bare_read(delivery: str, db: str) -> None:
 
 
 def child_load(delivery: str, db: str) -> None:
+    """The delivery and its correction loaded as a run loads them (one stream, ``load_deliveries``)."""
     from pipeline import db as _db
-    from pipeline.load import load_delivery
+    from pipeline.load import load_deliveries
     from pipeline.pseudonym import DEMO_KEY
 
     config = _config()
+    d = Path(delivery)
+    deliveries = [(d / "kela", d / "avain")]
+    if (d / "kela_correction").is_dir():
+        deliveries.append((d / "kela_correction", None))
     t = time.perf_counter()
     with _db.connect(Path(db)) as con:
         _db.ensure_result_tables(con)
-        first = load_delivery(con, kela_dir=Path(delivery) / "kela", avain_dir=Path(delivery) / "avain",
-                              key=DEMO_KEY, config=config, run_id="bench")
-        correction = Path(delivery) / "kela_correction"
-        if correction.is_dir():
-            load_delivery(con, kela_dir=correction, avain_dir=None, key=DEMO_KEY, config=config, run_id="bench")
+        first = load_deliveries(con, deliveries, key=DEMO_KEY, config=config, run_id="bench")[0]
     _emit(seconds=time.perf_counter() - t, rows=first.totals())
 
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import analysis
 from pipeline import db as _db
@@ -62,6 +62,8 @@ class EvaluateParameters(BaseModel):
     config: EvaluationConfig = EvaluationConfig()
     task_runner: Literal["default", "dask"] = "default"
     dask_address: str | None = None
+    processes: int | None = Field(default=None, ge=1)
+    """Processes sharing the estimation units on the default runner (None: one per CPU, at most three)."""
 
 
 def resolve_key() -> bytes:
@@ -116,7 +118,7 @@ def panels(params: EvaluateParameters) -> dict[str, Any]:
 @task(name="estimate and infer", cache_policy=NO_CACHE)
 def estimate(params: EvaluateParameters, run_id: str) -> None:
     """Estimate every effect with its inference and write results."""
-    ev.estimate_stage(params.db, params.config, run_id=run_id)
+    ev.estimate_stage(params.db, params.config, run_id=run_id, processes=params.processes)
 
 
 @task(name="read estimation inputs", cache_policy=NO_CACHE)
@@ -239,7 +241,7 @@ def _headline_artifact(frame: Any, run_id: str) -> None:
 def run_evaluate_flow(*, kela: Path, avain: Path | None, db: Path, out: Path, config: EvaluationConfig,
                       key: bytes, corrections: Path | None = None,
                       task_runner: Literal["default", "dask"] = "default",
-                      dask_address: str | None = None) -> ev.EvaluationSummary:
+                      dask_address: str | None = None, processes: int | None = None) -> ev.EvaluationSummary:
     """Run the flow in-process (ephemeral Prefect unless ``PREFECT_API_URL`` is set) and summarise it.
 
     ``task_runner="dask"`` fans the estimation out on Dask: on the scheduler at
@@ -249,7 +251,7 @@ def run_evaluate_flow(*, kela: Path, avain: Path | None, db: Path, out: Path, co
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ[KEY_ENV] = key.decode("utf-8")
     params = EvaluateParameters(kela=kela, avain=avain, corrections=corrections, db=db, out=out, config=config,
-                                task_runner=task_runner, dask_address=dask_address)
+                                task_runner=task_runner, dask_address=dask_address, processes=processes)
     run_id = evaluate(params)
     return ev.EvaluationSummary(run_id=run_id, db=db, report=out / "report" / "index.html",
                                 headline=ev.headline(db, run_id=run_id, config=config))

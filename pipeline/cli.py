@@ -132,6 +132,9 @@ def run(
     dask_address: Annotated[str | None, typer.Option(
         "--dask-address", help="Dask scheduler for --task-runner dask, e.g. tcp://10.0.0.5:8786 "
                                "(default: a local cluster).")] = None,
+    processes: Annotated[int | None, typer.Option(
+        "--processes", min=1, help="Processes sharing the estimation (default: one per CPU, at most 3; "
+                                   "1: all in the run's process). Not with --task-runner dask.")] = None,
 ) -> None:
     """The full evaluation: load, validate, build panels, estimate, write results and the report."""
     cfg = _config(config)
@@ -143,8 +146,11 @@ def run(
         fail("--dask-address needs --task-runner dask")
     if task_runner is TaskRunner.dask and not orchestrate:
         fail("--task-runner dask needs the Prefect flow: drop --no-orchestrate")
+    if task_runner is TaskRunner.dask and processes is not None:
+        fail("--processes is for the default task runner: Dask decides where the estimation runs")
     _run_and_print(kela=kela, avain=avain, db=db, out=out, cfg=cfg, key=key, orchestrate=orchestrate,
-                   corrections=corrections, task_runner=task_runner.value, dask_address=dask_address)
+                   corrections=corrections, task_runner=task_runner.value, dask_address=dask_address,
+                   processes=processes)
 
 
 @app.command()
@@ -177,7 +183,7 @@ def demo(
 
 def _run_and_print(*, kela: Path, avain: Path | None, db: Path, out: Path, cfg, key: bytes,  # noqa: ANN001
                    orchestrate: bool, corrections: Path | None = None, task_runner: str = "default",
-                   dask_address: str | None = None) -> None:
+                   dask_address: str | None = None, processes: int | None = None) -> None:
     from pipeline.errors import KokeiluError
 
     try:
@@ -185,12 +191,13 @@ def _run_and_print(*, kela: Path, avain: Path | None, db: Path, out: Path, cfg, 
             from flows.evaluate import run_evaluate_flow
 
             summary = run_evaluate_flow(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
-                                        corrections=corrections, task_runner=task_runner, dask_address=dask_address)
+                                        corrections=corrections, task_runner=task_runner, dask_address=dask_address,
+                                        processes=processes)
         else:
             from pipeline.evaluation import run_evaluation
 
             summary = run_evaluation(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
-                                     corrections=corrections)
+                                     corrections=corrections, processes=processes)
     except KokeiluError as exc:
         fail(str(exc), exc.exit_code)
     from pipeline.evaluation import print_summary

@@ -99,28 +99,26 @@ class PendingSuites:
 
     Great Expectations costs seconds of CPU to import and to run, holding the GIL,
     while loading and building the panels keep both cores busy and the estimation
-    leaves one mostly idle. So, once the delivery is loaded, the suites' frames are
-    read here (and the DuckDB-side checks of large tables run here), a child Python
-    (``python -m pipeline.quality``, which imports nothing of the caller's script)
-    at a lower priority imports GX, validates the frames and writes the Data Docs
-    with the CPU the run leaves, and :meth:`finish` records the outcomes in
+    leaves one mostly idle. So a child Python (``python -m pipeline.quality``, which
+    imports nothing of the caller's script) at a lower priority imports GX; once
+    the delivery is loaded, the suites' frames are read here (and the DuckDB-side
+    checks of large tables run here) and handed to it; it validates them and writes
+    the Data Docs with the CPU the run leaves, and :meth:`finish` records the outcomes in
     ``meta.validation_results`` before the run is marked completed. If the child
     cannot be started or fails, the suites run in this process, in :meth:`finish`.
     """
 
-    def __init__(self, db: Database, *, run_id: str, out: Path) -> None:
-        import pickle
+    def __init__(self, db: Database | None, *, run_id: str, out: Path) -> None:
+        """Start the child; with ``db``, also read the suites' frames and hand them over (else :meth:`prepare`)."""
         import subprocess
         import sys
         import tempfile
-        import threading
 
-        from pipeline.quality import prepare_suites
         from pipeline.worker import child_env
 
         self.run_id, self.docs = run_id, out / "data_docs"
-        with _db.using(db) as con:
-            self.suites = prepare_suites(con)
+        self.suites: Any = None
+        self._feeder: Any = None
         self._tmp = tempfile.TemporaryDirectory(prefix="kokeilu-suites-")
         work = Path(self._tmp.name)
         self._child: subprocess.Popen[bytes] | None = None
@@ -131,6 +129,22 @@ class PendingSuites:
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=child_env())
         except OSError:  # pragma: no cover - no child processes here: the suites run in finish()
             self._child = None
+        if db is not None:
+            self.prepare(db)
+
+    def prepare(self, db: Database) -> None:
+        """Read the suites' frames from the loaded database (and run its DuckDB-side checks); hand them over.
+
+        A run starts the child before it loads the delivery: importing GX, its
+        largest cost, then takes the CPU the start of a run leaves idle.
+        """
+        import pickle
+        import threading
+
+        from pipeline.quality import prepare_suites
+
+        with _db.using(db) as con:
+            self.suites = prepare_suites(con)
         payload = pickle.dumps((self.suites.gx, self.docs), protocol=pickle.HIGHEST_PROTOCOL)
         # the child reads its frames once GX is imported: a thread waits to hand them over
         self._feeder = threading.Thread(target=self._feed, args=(payload,), name="kokeilu-suites", daemon=True)
@@ -151,6 +165,8 @@ class PendingSuites:
 
         from pipeline.quality import record_suites, run_suites
 
+        if self.suites is None:
+            self.prepare(db)
         by_suite = None
         if self._child is not None:
             work = Path(self._tmp.name)
@@ -171,7 +187,8 @@ class PendingSuites:
         if self._child is not None and self._child.poll() is None:
             self._child.kill()
             self._child.wait()
-        self._feeder.join()
+        if self._feeder is not None:
+            self._feeder.join()
         self._child = None
         self._tmp.cleanup()
 
@@ -223,23 +240,25 @@ def headline(db: Path, *, run_id: str, config: EvaluationConfig) -> pl.DataFrame
 
 
 def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, config: EvaluationConfig,
-                   key: bytes, corrections: Path | None = None) -> EvaluationSummary:
-    """The whole evaluation in sequence: load, panels, estimates with inference, report."""
+                   key: bytes, corrections: Path | None = None, processes: int | None = None) -> EvaluationSummary:
+    """The whole evaluation in sequence: load, panels, estimates with inference, report (``processes``:
+    see :func:`estimate_stage`)."""
     seconds: dict[str, float] = {}
     run_id = begin(db, config, kela=kela, avain=avain, corrections=corrections)
     suites: PendingSuites | None = None
     try:
+        suites = PendingSuites(None, run_id=run_id, out=out)  # GX in a child process: it imports GX meanwhile
         with _db.connect(db) as con:  # one connection from the load to the end of the estimation
             t = _tick()
             load = load_stage(con, config, run_id=run_id, key=key, kela=kela, avain=avain,
                               corrections=corrections, out=out, suites=False)
-            suites = PendingSuites(con, run_id=run_id, out=out)  # GX in a child process, beside panels and estimation
+            suites.prepare(con)  # its frames, validated beside the panels and the estimation
             seconds["load"] = _tock(t)
             t = _tick()
             panels = panel_stage(con, config)
             seconds["panels"] = _tock(t)
             t = _tick()
-            estimate_stage(con, config, run_id=run_id)
+            estimate_stage(con, config, run_id=run_id, processes=processes)
             seconds["estimate"] = _tock(t)
             t = _tick()
             load["quality"] = suites.finish(con)

@@ -72,6 +72,28 @@ def test_run_passes_corrections_on(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 0, result.output
     assert seen["corrections"] == tmp_path / "fix"
     assert seen["kela"] == tmp_path / "kela"
+    assert seen["processes"] is None
+
+
+def test_run_passes_processes_on_and_refuses_them_with_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+
+    seen: dict = {}
+    monkeypatch.setattr(cli, "_run_and_print", lambda **kw: seen.update(kw))
+    monkeypatch.setenv("KOKEILU_PSEUDONYM_KEY", "a-test-key-of-enough-bytes")
+    (tmp_path / "kela").mkdir()
+    result = CliRunner().invoke(cli.app, ["run", "--kela", str(tmp_path / "kela"), "--processes", "1"])
+    assert result.exit_code == 0, result.output
+    assert seen["processes"] == 1
+    seen.clear()
+    result = CliRunner().invoke(cli.app, ["run", "--kela", str(tmp_path / "kela"), "--processes", "2",
+                                          "--task-runner", "dask"])
+    assert result.exit_code != 0 and not seen
+    assert "--processes" in result.output
+    result = CliRunner().invoke(cli.app, ["run", "--kela", str(tmp_path / "kela"), "--processes", "0"])
+    assert result.exit_code == 2 and not seen
 
 
 def test_run_with_a_missing_corrections_directory_is_one_line(tmp_path: Path) -> None:

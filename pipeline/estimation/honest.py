@@ -39,7 +39,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 import polars as pl
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 Restriction = Literal["relative_magnitudes", "smoothness"]
 """The two restrictions on the trend violation."""
@@ -150,7 +150,7 @@ def event_study_input(
 @functools.lru_cache(maxsize=64)
 def _critical_value(alpha: float, df: int | None) -> float:
     """Two-sided critical value: normal, or t(df) when ``df`` is given (memoised: the FLCI asks thousands of times)."""
-    return float(stats.norm.ppf(1 - alpha / 2) if df is None else stats.t.ppf(1 - alpha / 2, df))
+    return float(special.ndtri(1 - alpha / 2) if df is None else special.stdtrit(df, 1 - alpha / 2))
 
 
 def _folded_quantile(t: float, alpha: float, df: int | None) -> float:

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from scipy import special, stats
+from scipy import special
 
 Path = Literal["aggregated", "general"]
 """Which computation produced a result: the cluster x period sums, or linearmodels."""
@@ -225,7 +225,7 @@ class EventStudyResult:
         W = float(b @ np.linalg.solve(V, b))
         L = int(lead.size)
         F = W / L
-        p = float(stats.f.sf(F, L, self.df))
+        p = float(special.fdtrc(L, self.df, F))
         return WaldTest(F, L, self.df, p, W, tuple(int(e) for e in self.event_times[lead]))
 
     def tidy(self) -> pl.DataFrame:

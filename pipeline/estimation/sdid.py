@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from scipy import stats
+from scipy import special
 
 if TYPE_CHECKING:
     from pipeline.estimation.panel import Frame
@@ -222,7 +222,7 @@ def sdid_matrix(
     r = placebo.size
     se = float(np.sqrt((r - 1) / r) * placebo.std(ddof=1)) * scale
     est = tau * scale
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = float(special.ndtri(1 - alpha / 2))
     t_stat = est / se if se > 0 else float("nan")
     p = max(float(np.mean(np.abs(placebo) >= abs(tau))), 1.0 / (r + 1))
     return SdidResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from pipeline.pseudonym import DEMO_KEY
 from schemas.hetu import HETU_PATTERN
 
 HETU_ANYWHERE = re.compile(HETU_PATTERN.strip("^$"))
+SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "sample"
 
 
 def test_rows_in_equal_staged_plus_quarantined(loaded_small) -> None:
@@ -81,11 +83,12 @@ def _manifest(path: Path) -> list[tuple]:
                            "from meta.loaded_files order by all").fetchall()
 
 
-def test_delivery_and_correction_in_one_load_equal_two_loads(small_delivery, config, tmp_path) -> None:
+def test_delivery_and_correction_in_one_load_equal_two_loads(config, tmp_path) -> None:
     """``load_deliveries`` streams a delivery and its correction together; the tables are those of loading
     one after the other, and loading both again keeps the corrected month (its file is not skipped as
     unchanged when the delivery's own month, loaded again first, replaced it)."""
-    out, truth = small_delivery
+    out = SAMPLE
+    truth = json.loads((SAMPLE / "truth.json").read_text(encoding="utf-8"))
     deliveries = [(out / "kela", out / "avain"), (out / "kela_correction", None)]
     apart, together = tmp_path / "apart.duckdb", tmp_path / "together.duckdb"
     with db.connect(apart) as con:
