@@ -136,7 +136,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     print(f"| DuckDB bare read (every file: Kela CSV and Parquet, correction, AVAIN) | {bare['seconds']:.2f} | {bare['cpu_seconds']:.2f} "
           f"| {bare['peak_rss_gb']:.2f} |")
-    print(f"| load_delivery (whole delivery, then the correction) | {load['seconds']:.2f} | {load['cpu_seconds']:.2f} "
+    print(f"| load_deliveries (the delivery and its correction, one stream) | {load['seconds']:.2f} | {load['cpu_seconds']:.2f} "
           f"| {load['peak_rss_gb']:.2f} |")
     print(f"| ratio load / bare (target <= {TIME_RATIO_TARGET:g}) | {ratio:.2f} "
           f"| {load['cpu_seconds'] / bare['cpu_seconds']:.2f} | |")
