@@ -4,9 +4,11 @@ Business logic lives in ``pipeline/``; this module only adds orchestration:
 retries on I/O, caching of the load keyed on the input files' hashes, typed
 parameters and artifacts (the headline table, the validation summary).
 
-The expectation suites run in a child process of lower priority from the end of the
-load until the estimates are written (:class:`pipeline.evaluation.PendingSuites`);
-their outcomes are recorded before the run is marked completed.
+The expectation suites run in a child process of lower priority, started before the
+load (it imports Great Expectations meanwhile) and handed the suites' frames once
+the delivery is loaded; it validates them while the panels are built and the
+estimates computed (:class:`pipeline.evaluation.PendingSuites`), and their
+outcomes are recorded before the run is marked completed.
 
 Caching is keyed on the input files' SHA-256 one level down, where it is safe: the
 loader's manifest (``meta.loaded_files``) skips a file already loaded with the same
@@ -99,8 +101,14 @@ def load(params: EvaluateParameters, run_id: str) -> dict[str, Any]:
 
 @task(name="start expectation suites", retries=1, cache_policy=NO_CACHE)
 def start_suites(params: EvaluateParameters, run_id: str) -> ev.PendingSuites:
-    """Read the suites' frames and start Great Expectations on them in a child process of lower priority."""
-    return ev.PendingSuites(params.db, run_id=run_id, out=params.out)
+    """Start the suites' child process of lower priority: it imports Great Expectations while the delivery loads."""
+    return ev.PendingSuites(None, run_id=run_id, out=params.out)
+
+
+@task(name="hand over expectation suites", cache_policy=NO_CACHE)
+def hand_over_suites(params: EvaluateParameters, pending: ev.PendingSuites) -> None:
+    """Read the suites' frames from the loaded delivery (and run its DuckDB-side checks); hand them to the child."""
+    pending.prepare(params.db)
 
 
 @task(name="record expectation suites", cache_policy=NO_CACHE)
@@ -198,8 +206,9 @@ def evaluate(params: EvaluateParameters) -> str:
     run_id = begin(params)
     pending: ev.PendingSuites | None = None
     try:
-        load_summary = load(params, run_id)
         pending = start_suites(params, run_id)
+        load_summary = load(params, run_id)
+        hand_over_suites(params, pending)
         panels(params)
         if params.task_runner == "dask":
             estimate_distributed.with_options(task_runner=dask_runner(params.dask_address))(params, run_id)
