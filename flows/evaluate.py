@@ -102,7 +102,7 @@ def load(params: EvaluateParameters, run_id: str) -> dict[str, Any]:
 @task(name="start expectation suites", retries=1, cache_policy=NO_CACHE)
 def start_suites(params: EvaluateParameters, run_id: str) -> ev.PendingSuites:
     """Start the suites' child process of lower priority: it imports Great Expectations while the delivery loads."""
-    return ev.PendingSuites(None, run_id=run_id, out=params.out)
+    return ev.PendingSuites(run_id=run_id, out=params.out)
 
 
 @task(name="hand over expectation suites", cache_policy=NO_CACHE)

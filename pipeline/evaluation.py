@@ -108,8 +108,8 @@ class PendingSuites:
     cannot be started or fails, the suites run in this process, in :meth:`finish`.
     """
 
-    def __init__(self, db: Database | None, *, run_id: str, out: Path) -> None:
-        """Start the child; with ``db``, also read the suites' frames and hand them over (else :meth:`prepare`)."""
+    def __init__(self, *, run_id: str, out: Path) -> None:
+        """Start the child: it imports GX, then waits for the frames :meth:`prepare` hands it."""
         import subprocess
         import sys
         import tempfile
@@ -129,8 +129,6 @@ class PendingSuites:
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=child_env())
         except OSError:  # pragma: no cover - no child processes here: the suites run in finish()
             self._child = None
-        if db is not None:
-            self.prepare(db)
 
     def prepare(self, db: Database) -> None:
         """Read the suites' frames from the loaded database (and run its DuckDB-side checks); hand them over.
@@ -247,7 +245,7 @@ def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, confi
     run_id = begin(db, config, kela=kela, avain=avain, corrections=corrections)
     suites: PendingSuites | None = None
     try:
-        suites = PendingSuites(None, run_id=run_id, out=out)  # GX in a child process: it imports GX meanwhile
+        suites = PendingSuites(run_id=run_id, out=out)  # GX in a child process: it imports GX meanwhile
         with _db.connect(db) as con:  # one connection from the load to the end of the estimation
             t = _tick()
             load = load_stage(con, config, run_id=run_id, key=key, kela=kela, avain=avain,

@@ -27,6 +27,19 @@ def config() -> EvaluationConfig:
 
 
 @pytest.fixture(scope="session")
+def cheap_config() -> EvaluationConfig:
+    """Every kind of estimation unit (monthly, yearly, AVAIN) and every results table (amount_eur as headline
+    brings placebo, robustness and cost), with the fewest draws the configuration allows."""
+    return EvaluationConfig(
+        inference={"bootstrap_draws": 99, "randomization_max_assignments": 1, "randomization_draws": 99,
+                   "subgroup_max_assignments": 1, "pretrend_draws": 19, "placebo_replications": 10,
+                   "placebo_draws": 99, "sdid_replications": 2},
+        outcomes=("amount_eur", "reduced_basic_amount", "long_term_receipt", "avain_situation", "avain_goal_achieved"),
+        headline_outcomes=("amount_eur",), subgroups=("municipality", "sex"),
+    )
+
+
+@pytest.fixture(scope="session")
 def small_delivery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     from fixtures.generator import generate
 

@@ -9,26 +9,17 @@ import polars as pl
 import pytest
 
 from pipeline import analysis, db
-from schemas.config import EvaluationConfig
-
-CHEAP = EvaluationConfig(
-    inference={"bootstrap_draws": 99, "randomization_max_assignments": 1, "randomization_draws": 99,
-               "subgroup_max_assignments": 1, "pretrend_draws": 19, "placebo_replications": 10, "placebo_draws": 99,
-               "sdid_replications": 2},
-    outcomes=("received", "amount_eur", "reduced_basic_amount", "long_term_receipt", "avain_situation"),
-    headline_outcomes=("amount_eur",), subgroups=("municipality", "sex"),
-)
-"""Monthly, yearly and AVAIN units, a headline one among them, with few draws."""
 
 
 @pytest.fixture(scope="module")
-def units(loaded_small) -> tuple[list[analysis.Unit], list[dict[str, pl.DataFrame]], list[dict[str, pl.DataFrame]]]:
+def units(loaded_small, cheap_config) -> tuple[list[analysis.Unit], list[dict[str, pl.DataFrame]],
+                                              list[dict[str, pl.DataFrame]]]:
     """The units of the small delivery, their inputs, and their tables computed here, one after another."""
     path, _, _ = loaded_small
     with db.connect(path, read_only=True) as con:
-        units = analysis.estimation_units(con, CHEAP)
+        units = analysis.estimation_units(con, cheap_config)
         inputs = analysis.units_inputs(con, units)
-    return units, inputs, analysis.run_units(units, inputs, CHEAP)
+    return units, inputs, analysis.run_units(units, inputs, cheap_config)
 
 
 def _same(a: list[dict[str, pl.DataFrame]], b: list[dict[str, pl.DataFrame]]) -> None:
@@ -39,24 +30,24 @@ def _same(a: list[dict[str, pl.DataFrame]], b: list[dict[str, pl.DataFrame]]) ->
             assert x[name].equals(y[name], null_equal=True), name
 
 
-def test_a_worker_computes_each_unit_as_this_process_does(units) -> None:
+def test_a_worker_computes_each_unit_as_this_process_does(units, cheap_config) -> None:
     units_, inputs, here = units
     worker = analysis.UnitWorker()
     try:
         assert worker.ready()
-        there = [worker.run(unit, frames, CHEAP) for unit, frames in zip(units_, inputs, strict=True)]
+        there = [worker.run(unit, frames, cheap_config) for unit, frames in zip(units_, inputs, strict=True)]
     finally:
         worker.close()
     assert {unit.kind for unit in units_} == {"monthly", "yearly", "avain"}
     _same(there, here)
 
 
-def test_units_shared_with_workers_come_back_in_unit_order(units) -> None:
+def test_units_shared_with_workers_come_back_in_unit_order(units, cheap_config) -> None:
     units_, inputs, here = units
     workers = [analysis.UnitWorker(), analysis.UnitWorker()]
     try:
         assert all(w.ready() for w in workers)  # ready before this process starts: they take units too
-        shared = analysis.run_units(units_, inputs, CHEAP, workers=workers)
+        shared = analysis.run_units(units_, inputs, cheap_config, workers=workers)
         ran = sum(w.units_run for w in workers)
     finally:
         for w in workers:
@@ -65,13 +56,13 @@ def test_units_shared_with_workers_come_back_in_unit_order(units) -> None:
     assert 1 <= ran < len(units_)  # this process takes the heaviest unit first
 
 
-def test_a_worker_that_fails_leaves_its_units_to_this_process(units, monkeypatch, caplog) -> None:
+def test_a_worker_that_fails_leaves_its_units_to_this_process(units, cheap_config, monkeypatch, caplog) -> None:
     units_, inputs, here = units
     monkeypatch.setattr(sys, "executable", "/bin/false")  # the worker exits at once
     worker = analysis.UnitWorker()
     with caplog.at_level(logging.WARNING, logger="pipeline.analysis"):
         try:
-            shared = analysis.run_units(units_, inputs, CHEAP, workers=[worker])
+            shared = analysis.run_units(units_, inputs, cheap_config, workers=[worker])
         finally:
             worker.close()
     _same(shared, here)
@@ -79,10 +70,10 @@ def test_a_worker_that_fails_leaves_its_units_to_this_process(units, monkeypatch
     assert "estimation worker failed" in caplog.text
 
 
-def test_estimate_all_is_the_same_in_one_process_or_two(loaded_small) -> None:
+def test_estimate_all_is_the_same_in_one_process_or_two(loaded_small, cheap_config) -> None:
     path, _, _ = loaded_small
     with db.connect(path, read_only=True) as con:
-        one = analysis.estimate_all(con, CHEAP, processes=1)
-        two = analysis.estimate_all(con, CHEAP, processes=2)
+        one = analysis.estimate_all(con, cheap_config, processes=1)
+        two = analysis.estimate_all(con, cheap_config, processes=2)
     _same([one], [two])
     assert one["did_estimates"].height > 0

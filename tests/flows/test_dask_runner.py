@@ -21,15 +21,6 @@ from pipeline.pseudonym import DEMO_KEY
 from schemas.config import EvaluationConfig
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample"
-CHEAP = EvaluationConfig(
-    inference={"bootstrap_draws": 99, "randomization_max_assignments": 1, "randomization_draws": 99,
-               "subgroup_max_assignments": 1, "pretrend_draws": 19, "placebo_replications": 10, "placebo_draws": 99,
-               "sdid_replications": 2},
-    outcomes=("amount_eur", "reduced_basic_amount", "long_term_receipt", "avain_situation", "avain_goal_achieved"),
-    headline_outcomes=("amount_eur",), subgroups=("municipality", "sex"),
-)
-"""Every kind of unit and every results table (amount_eur as headline brings placebo, robustness and cost),
-with the fewest draws the configuration allows."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +35,7 @@ class TwoRuns:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> TwoRuns:
+def two_runs(tmp_path_factory: pytest.TempPathFactory, cheap_config: EvaluationConfig) -> TwoRuns:
     from distributed import Client, LocalCluster, get_task_stream
     from prefect.testing.utilities import prefect_test_harness
 
@@ -53,7 +44,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> TwoRuns:
     out = tmp_path_factory.mktemp("dask")
     path = out / "e.duckdb"
     common = {"kela": SAMPLE / "kela", "avain": SAMPLE / "avain", "corrections": SAMPLE / "kela_correction",
-              "db": path, "out": out, "config": CHEAP, "key": DEMO_KEY}
+              "db": path, "out": out, "config": cheap_config, "key": DEMO_KEY}
     saved_key = os.environ.get(KEY_ENV)
     try:
         with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
@@ -92,11 +83,11 @@ def test_dask_runner_gives_the_default_runners_results(two_runs: TwoRuns) -> Non
 
 
 @pytest.mark.slow
-def test_every_unit_ran_on_a_dask_worker_process(two_runs: TwoRuns) -> None:
+def test_every_unit_ran_on_a_dask_worker_process(two_runs: TwoRuns, cheap_config: EvaluationConfig) -> None:
     from pipeline.analysis import estimation_units
 
     with db.connect(two_runs.db, read_only=True) as con:
-        expected = len(estimation_units(con, CHEAP))
+        expected = len(estimation_units(con, cheap_config))
         status = con.execute("select status from meta.runs where run_id = ?", [two_runs.dask_run]).fetchall()
     assert status == [("completed",)]
     assert len(two_runs.unit_tasks) == expected

@@ -193,7 +193,8 @@ def test_suites_in_a_child_process_record_what_they_record_here(tmp_path: Path, 
         run_quality_checks(c, run_id="here", docs_dir=tmp_path / "here")
     if child == "fails":
         monkeypatch.setattr(evaluation, "SUITES_NICENESS", "not-a-number")  # the child stops at its first line
-    pending = evaluation.PendingSuites(db, run_id="child", out=tmp_path / "out")
+    pending = evaluation.PendingSuites(run_id="child", out=tmp_path / "out")
+    pending.prepare(db)
     summary = pending.finish(db)
     assert ("expectation suites child failed" in caplog.text) == (child == "fails")
     with _db.connect(db) as c:
@@ -213,7 +214,8 @@ def test_a_run_that_fails_stops_its_suites(tmp_path: Path) -> None:
     with _db.connect(db) as c:
         _create_tables(c)
         _fill(c)
-    pending = evaluation.PendingSuites(db, run_id="x", out=tmp_path / "out")
+    pending = evaluation.PendingSuites(run_id="x", out=tmp_path / "out")
+    pending.prepare(db)
     work = Path(pending._tmp.name)
     pending.close()
     assert not work.exists()
