@@ -1,0 +1,184 @@
+"""Callaway-Sant'Anna group-time ATTs: R did 2.5.1's published figures, hand 2x2s, and a peer."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.did.group_time import GroupTimeResult, group_time_frame
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+TOL = 1e-6
+
+SCENARIOS = {
+    "mpdta_nev_dr": {"control": "never_treated", "method": "dr"},
+    "mpdta_nyt_dr": {"control": "not_yet_treated", "method": "dr"},
+    "mpdta_nev_reg_cov": {"control": "never_treated", "method": "reg", "covariates": ["lpop"]},
+    "mpdta_nev_ipw": {"control": "never_treated", "method": "ipw"},  # R ran it with xformla = ~1
+}
+AGGREGATIONS = ("simple", "group", "dynamic", "calendar")
+
+
+def _shared(name: str) -> Path:
+    path = DATA / name
+    if not path.is_file():
+        reason = f"{path} is missing: the shared reference data sits beside the checkout"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mpdta() -> pl.DataFrame:
+    return pl.read_csv(_shared("mpdta.csv"))
+
+
+@pytest.fixture(scope="module")
+def r_attgt() -> pl.DataFrame:
+    return pl.read_csv(_shared("csdid_r_did_ref_attgt.csv"), null_values="NA")
+
+
+@pytest.fixture(scope="module")
+def r_aggte() -> pl.DataFrame:
+    return pl.read_csv(_shared("csdid_r_did_ref_aggte.csv"), null_values="NA")
+
+
+def fit_mpdta(mpdta: pl.DataFrame, **options) -> GroupTimeResult:
+    return group_time_frame(mpdta, outcome="lemp", unit="countyreal", time="year", cohort="first.treat", **options)
+
+
+@pytest.fixture(scope="module")
+def fits(mpdta: pl.DataFrame) -> dict[str, GroupTimeResult]:
+    return {name: fit_mpdta(mpdta, **options) for name, options in SCENARIOS.items()}
+
+
+# --------------------------------------------------------------------------- R did 2.5.1
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_group_time_effects_equal_r_did(scenario: str, fits, r_attgt) -> None:
+    ref = r_attgt.filter(pl.col("scenario") == scenario).sort("group", "t")
+    got = fits[scenario].tidy().sort("group", "time")
+    assert got["group"].to_list() == ref["group"].to_list()
+    assert got["time"].to_list() == ref["t"].to_list()
+    np.testing.assert_allclose(got["estimate"].to_numpy(), ref["att"].to_numpy(), rtol=0, atol=TOL)
+    np.testing.assert_allclose(got["std_error"].to_numpy(), ref["se"].to_numpy(), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("type_", AGGREGATIONS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_aggregations_equal_r_did(scenario: str, type_: str, fits, r_aggte) -> None:
+    ref = r_aggte.filter((pl.col("scenario") == scenario) & (pl.col("type") == type_))
+    agg = fits[scenario].aggregate(type_)
+    assert agg.estimate == pytest.approx(ref["overall_att"][0], rel=0, abs=TOL)
+    assert agg.std_error == pytest.approx(ref["overall_se"][0], rel=0, abs=TOL)
+    if type_ == "simple":
+        assert agg.tidy().is_empty()
+        return
+    table = agg.tidy()
+    assert table[:, 0].to_list() == ref["egt"].cast(pl.Int64).to_list()
+    np.testing.assert_allclose(table["estimate"].to_numpy(), ref["att_egt"].to_numpy(), rtol=0, atol=TOL)
+    np.testing.assert_allclose(table["std_error"].to_numpy(), ref["se_egt"].to_numpy(), rtol=0, atol=TOL)
+
+
+# --------------------------------------------------------------------------- independent of R
+
+
+def hand_two_by_two(panel: pl.DataFrame, g: int, t: int, base: int, control: pl.Expr) -> float:
+    """Mean change of cohort g minus mean change of the comparison units, from base to t."""
+    change = (
+        panel.filter(pl.col("year").is_in([base, t]))
+        .group_by("countyreal", "first.treat")
+        .agg((pl.col("lemp").filter(pl.col("year") == t).first()
+              - pl.col("lemp").filter(pl.col("year") == base).first()).alias("dy"))
+    )
+    treated = change.filter(pl.col("first.treat") == g)["dy"].mean()
+    compared = change.filter(control)["dy"].mean()
+    return treated - compared
+
+
+@pytest.mark.parametrize("control", ["never_treated", "not_yet_treated"])
+def test_without_covariates_each_cell_is_the_two_by_two_difference_of_means(mpdta, control) -> None:
+    fit = fit_mpdta(mpdta, control=control)
+    for row in fit.tidy().iter_rows(named=True):
+        g, t = row["group"], row["time"]
+        base = t - 1 if t < g else g - 1  # varying base period; every cohort of mpdta has g - 1 in the panel
+        comparison = pl.col("first.treat") == 0
+        if control == "not_yet_treated":
+            comparison = comparison | ((pl.col("first.treat") > max(t, base)) & (pl.col("first.treat") != g))
+        assert row["estimate"] == pytest.approx(hand_two_by_two(mpdta, g, t, base, comparison), abs=1e-12)
+
+
+def test_without_covariates_dr_reg_and_ipw_coincide(mpdta) -> None:
+    fits_ = [fit_mpdta(mpdta, method=m) for m in ("dr", "reg", "ipw")]
+    for other in fits_[1:]:
+        np.testing.assert_allclose(other.tidy()["estimate"], fits_[0].tidy()["estimate"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(other.influence_function, fits_[0].influence_function, rtol=0, atol=1e-12)
+
+
+def test_standard_errors_are_the_root_sum_of_squared_influence_over_n(fits) -> None:
+    fit = fits["mpdta_nev_reg_cov"]
+    inf = fit.influence_function
+    assert inf.shape == (fit.n_units, fit.tidy().height) == (500, 12)
+    np.testing.assert_allclose(np.sqrt((inf**2).sum(axis=0)) / fit.n_units, fit.tidy()["std_error"], rtol=1e-12)
+    np.testing.assert_allclose(inf.mean(axis=0), 0, atol=1e-12)  # an influence function is centred
+
+
+def test_universal_base_period_puts_a_zero_cell_at_g_minus_one(mpdta) -> None:
+    table = fit_mpdta(mpdta, base_period="universal").tidy()
+    reference = table.filter(pl.col("time") == pl.col("group") - 1)
+    assert reference["estimate"].to_list() == [0.0, 0.0, 0.0]
+    assert reference["std_error"].null_count() == 3  # R reports a zero standard error as missing
+    assert table.height == 3 * 5
+
+
+def test_planted_effect_is_recovered_within_its_interval() -> None:
+    """Y = unit effect + period effect + 0.5 * X * period + 1.0 * treated-after-g + noise; X drives cohort."""
+    rng = np.random.default_rng(20210101)
+    n, periods = 3000, np.arange(1, 6)
+    x = rng.normal(size=n)
+    cohort = np.where(rng.uniform(size=n) < 1 / (1 + np.exp(-x)), rng.choice([3, 4], size=n), 0)
+    unit_effect = rng.normal(size=n) + x
+    rows = []
+    for t in periods:
+        treated_now = (cohort > 0) & (t >= cohort)
+        y = unit_effect + 0.3 * t + 0.5 * x * t + 1.0 * treated_now + rng.normal(scale=0.5, size=n)
+        rows.append(pl.DataFrame({"id": np.arange(n), "t": t, "g": cohort, "x": x, "y": y}))
+    panel = pl.concat(rows)
+    for method in ("dr", "reg", "ipw"):
+        fit = group_time_frame(panel, outcome="y", unit="id", time="t", cohort="g", covariates=["x"], method=method)
+        agg = fit.aggregate("simple")
+        assert agg.ci_low < 1.0 < agg.ci_high, method
+        pre = fit.tidy().filter(pl.col("time") < pl.col("group"))
+        assert (pre["ci_low"] < 0).all() and (pre["ci_high"] > 0).all(), method
+
+
+def test_an_unbalanced_panel_is_refused(mpdta) -> None:
+    with pytest.raises(ValueError, match="unbalanced"):
+        fit_mpdta(mpdta.slice(1))
+
+
+def test_bad_options_are_refused(mpdta) -> None:
+    with pytest.raises(ValueError, match="method"):
+        fit_mpdta(mpdta, method="twfe")
+    with pytest.raises(ValueError, match="control"):
+        fit_mpdta(mpdta, control="nevertreated")
+    with pytest.raises(ValueError, match="type"):
+        fit_mpdta(mpdta).aggregate("event")
+
+
+def test_units_treated_in_the_first_period_are_dropped(mpdta) -> None:
+    early = mpdta.with_columns(
+        pl.when(pl.col("countyreal") < 8100).then(2003).otherwise(pl.col("first.treat")).alias("first.treat")
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_mpdta(early)
+    assert any("already treated" in str(w.message) for w in caught)
+    assert fit.n_units == 500 - mpdta.filter(pl.col("countyreal") < 8100)["countyreal"].n_unique()
