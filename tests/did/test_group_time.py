@@ -244,3 +244,40 @@ def test_dr_with_a_continuous_covariate_differs_from_diff_diff_by_the_weight_nor
     theirs = [peer.group_time_effects[k]["effect"] for k in ours.tidy().select("group", "time").iter_rows()]
     gap = np.abs(ours.tidy()["estimate"].to_numpy() - theirs)
     assert 1e-7 < gap.max() < 2e-5
+
+
+# --------------------------------------------------------------------------- clustered standard errors
+
+
+def with_state(mpdta: pl.DataFrame) -> pl.DataFrame:
+    return mpdta.with_columns((pl.col("countyreal") // 1000).alias("state"), pl.col("countyreal").alias("county"))
+
+
+def test_one_unit_per_cluster_gives_the_unit_level_standard_errors(mpdta) -> None:
+    data = with_state(mpdta)
+    plain, clustered = fit_mpdta(data), fit_mpdta(data, cluster="county")
+    np.testing.assert_allclose(clustered.tidy()["std_error"], plain.tidy()["std_error"], rtol=1e-12)
+    for type_ in AGGREGATIONS:
+        assert clustered.aggregate(type_).std_error == pytest.approx(plain.aggregate(type_).std_error, rel=1e-12)
+
+
+@pytest.mark.parametrize(("method", "covariates"), [("dr", []), ("ipw", ["lpop"]), ("reg", ["lpop"])])
+def test_cluster_robust_standard_errors_equal_diff_diff_up_to_its_small_sample_factor(mpdta, method, covariates) -> None:
+    """R did's analytic cluster form is sqrt(sum_c S_c^2) / n with S_c the cluster sums of the influence
+    function (no small-sample factor); diff-diff multiplies the variance by G / (G - 1)."""
+    data = with_state(mpdta)
+    ours = fit_mpdta(data, method=method, covariates=covariates, cluster="state")
+    peer = diff_diff_fit(data, estimation_method=method, covariates=covariates, cluster="state")
+    factor = np.sqrt(29 / 28)  # 29 states
+    table = ours.tidy()
+    theirs = [peer.group_time_effects[k]["se"] for k in table.select("group", "time").iter_rows()]
+    np.testing.assert_allclose(table["std_error"].to_numpy() * factor, theirs, rtol=0, atol=TOL)
+    assert ours.aggregate("simple").std_error * factor == pytest.approx(peer.overall_se, abs=TOL)
+    agg = ours.aggregate("dynamic").tidy()
+    theirs = [peer.event_study_effects[e]["se"] for e in agg["event_time"]]
+    np.testing.assert_allclose(agg["std_error"].to_numpy() * factor, theirs, rtol=0, atol=TOL)
+
+
+def test_a_cluster_must_be_constant_within_unit(mpdta) -> None:
+    with pytest.raises(ValueError, match="time-invariant"):
+        fit_mpdta(mpdta.with_columns(pl.col("year").alias("wave")), cluster="wave")
