@@ -104,10 +104,10 @@ def _std_errors(inf: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
     """R did's analytic standard errors of the columns of an n x k influence-function matrix."""
     inf = inf.reshape(inf.shape[0], -1)
     n = inf.shape[0]
-    if clusters is not None:
-        sums = np.zeros((int(clusters.max()) + 1, inf.shape[1]))
-        np.add.at(sums, clusters, inf)
-        inf = sums
+    if clusters is not None:  # sum within clusters: sort once, then one reduceat
+        order = np.argsort(clusters, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(clusters[order]) != 0])
+        inf = np.add.reduceat(inf[order], starts, axis=0)
     se = np.sqrt(np.sum(inf**2, axis=0)) / n
     se[se <= _SE_FLOOR] = np.nan
     return se
@@ -365,7 +365,7 @@ def _prepare(panel: _Panel, spec: GroupTimeSpec) -> tuple[_Panel, np.ndarray]:
         warnings.warn(
             "no never-treated units: periods from the last cohort on are dropped"
             + (" and that cohort is the comparison group" if spec.control == "never_treated" else ""),
-            stacklevel=3,
+            stacklevel=4,
         )
         panel = panel.subset(np.ones(g.size, bool), panel.periods < latest - delta)
         if spec.control == "never_treated":
@@ -375,7 +375,7 @@ def _prepare(panel: _Panel, spec: GroupTimeSpec) -> tuple[_Panel, np.ndarray]:
     first = panel.periods[0]
     early = np.isfinite(panel.g) & (panel.g <= first + delta)
     if early.any():
-        warnings.warn(f"dropped {int(early.sum())} units already treated in the first period", stacklevel=3)
+        warnings.warn(f"dropped {int(early.sum())} units already treated in the first period", stacklevel=4)
         panel = panel.subset(~early, np.ones(panel.periods.size, bool))
     groups = np.unique(panel.g[np.isfinite(panel.g)])
     groups = groups[groups > panel.periods[0] + delta]
@@ -474,7 +474,7 @@ def _logit(x: np.ndarray, d: np.ndarray) -> np.ndarray:
         if np.max(np.abs(step)) < 1e-13 * (1 + np.max(np.abs(beta))):
             break
     else:
-        warnings.warn("propensity score: Newton's method did not converge in 100 steps", stacklevel=5)
+        warnings.warn("propensity score: Newton's method did not converge in 100 steps", stacklevel=7)
     return special.expit(x @ beta)
 
 

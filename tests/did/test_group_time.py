@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -103,15 +104,19 @@ def hand_two_by_two(panel: pl.DataFrame, g: int, t: int, base: int, control: pl.
     return treated - compared
 
 
+@pytest.mark.parametrize("anticipation", [0, 1])
 @pytest.mark.parametrize("control", ["never_treated", "not_yet_treated"])
-def test_without_covariates_each_cell_is_the_two_by_two_difference_of_means(mpdta, control) -> None:
-    fit = fit_mpdta(mpdta, control=control)
+def test_without_covariates_each_cell_is_the_two_by_two_difference_of_means(mpdta, control, anticipation) -> None:
+    with pytest.warns(UserWarning, match="already treated") if anticipation else contextlib.nullcontext():
+        fit = fit_mpdta(mpdta, control=control, anticipation=anticipation)  # 2004 <= 2003 + 1: dropped, as R
+    assert fit.tidy()["group"].unique().to_list() == ([2004, 2006, 2007] if anticipation == 0 else [2006, 2007])
     for row in fit.tidy().iter_rows(named=True):
         g, t = row["group"], row["time"]
-        base = t - 1 if t < g else g - 1  # varying base period; every cohort of mpdta has g - 1 in the panel
+        base = t - 1 if t < g else g - 1 - anticipation  # varying base period
         comparison = pl.col("first.treat") == 0
         if control == "not_yet_treated":
-            comparison = comparison | ((pl.col("first.treat") > max(t, base)) & (pl.col("first.treat") != g))
+            later = max(t, base) + anticipation
+            comparison = comparison | ((pl.col("first.treat") > later) & (pl.col("first.treat") != g))
         assert row["estimate"] == pytest.approx(hand_two_by_two(mpdta, g, t, base, comparison), abs=1e-12)
 
 
@@ -171,6 +176,39 @@ def test_bad_options_are_refused(mpdta) -> None:
         fit_mpdta(mpdta, control="nevertreated")
     with pytest.raises(ValueError, match="type"):
         fit_mpdta(mpdta).aggregate("event")
+
+
+def test_without_never_treated_units_the_last_cohort_is_the_comparison(mpdta) -> None:
+    """As R did: periods from the last cohort's first treated period on are dropped, and with
+    never-treated comparisons that cohort takes their place (with not-yet-treated ones it is no group)."""
+    treated = mpdta.filter(pl.col("first.treat") > 0)
+    relabelled = treated.filter(pl.col("year") < 2007).with_columns(
+        pl.when(pl.col("first.treat") == 2007).then(0).otherwise(pl.col("first.treat")).alias("first.treat")
+    )
+    with pytest.warns(UserWarning, match="no never-treated units"):
+        fit = fit_mpdta(treated)
+    expected = fit_mpdta(relabelled)
+    assert fit.tidy().equals(expected.tidy())
+    assert fit.aggregate("dynamic").tidy().equals(expected.aggregate("dynamic").tidy())
+    with pytest.warns(UserWarning, match="no never-treated units"):
+        not_yet = fit_mpdta(treated, control="not_yet_treated")
+    assert not_yet.tidy()["group"].unique().to_list() == [2004, 2006]
+    assert not_yet.tidy()["time"].max() == 2006
+
+
+def test_a_cell_that_cannot_be_estimated_is_missing_and_aggregations_can_drop_it(mpdta) -> None:
+    """A covariate that separates cohort 2004 from the comparisons: no overlap, so its cells are missing."""
+    data = mpdta.with_columns((pl.col("first.treat") == 2004).cast(pl.Float64).alias("separates"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_mpdta(data.with_columns(pl.col("separates") + 0.001 * pl.col("lpop")), method="ipw",
+                        covariates=["separates"])
+    missing = fit.tidy().filter(pl.col("estimate").is_null())
+    assert missing["group"].unique().to_list() == [2004]
+    with pytest.raises(ValueError, match="na_rm"):
+        fit.aggregate("simple")
+    kept = fit.aggregate("group", na_rm=True).tidy()
+    assert kept["group"].to_list() == [2006, 2007]
 
 
 def test_units_treated_in_the_first_period_are_dropped(mpdta) -> None:
