@@ -228,12 +228,13 @@ def test_units_treated_in_the_first_period_are_dropped(mpdta) -> None:
 def diff_diff_fit(mpdta: pl.DataFrame, **options):
     dd = pytest.importorskip("diff_diff")
     covariates = options.pop("covariates")
+    balance_e = options.pop("balance_e", None)
     cs = dd.CallawaySantAnna(n_bootstrap=0, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cs.fit(
             mpdta.rename({"first.treat": "first_treat"}).to_pandas(), outcome="lemp", unit="countyreal",
-            time="year", first_treat="first_treat", covariates=covariates, aggregate="all",
+            time="year", first_treat="first_treat", covariates=covariates, aggregate="all", balance_e=balance_e,
         )
 
 
@@ -271,6 +272,17 @@ def test_with_covariates_equals_diff_diff(mpdta, method, covariate, control, bas
         expected = [effects[k] for k in agg[key]]
         np.testing.assert_allclose(agg["estimate"], [e["effect"] for e in expected], rtol=0, atol=TOL)
         np.testing.assert_allclose(_nan(agg["std_error"]), [e["se"] for e in expected], rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("balance_e", [0, 1, 2])
+def test_balanced_event_study_equals_diff_diff(mpdta, balance_e) -> None:
+    """R did also trims event times outside [balance_e - (T_last - T_first), balance_e]; diff-diff keeps
+    the later ones, so the comparison is over the event times both report."""
+    ours = fit_mpdta(mpdta).aggregate("dynamic", balance_e=balance_e).tidy()
+    peer = diff_diff_fit(mpdta, estimation_method="dr", covariates=None, balance_e=balance_e).event_study_effects
+    assert ours["event_time"].max() == balance_e
+    np.testing.assert_allclose(ours["estimate"], [peer[e]["effect"] for e in ours["event_time"]], rtol=0, atol=TOL)
+    np.testing.assert_allclose(ours["std_error"], [peer[e]["se"] for e in ours["event_time"]], rtol=0, atol=TOL)
 
 
 def test_dr_with_a_continuous_covariate_differs_from_diff_diff_by_the_weight_normalisation(mpdta) -> None:
