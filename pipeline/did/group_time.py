@@ -66,7 +66,7 @@ _EPS = np.finfo(float).eps
 _SE_FLOOR = np.sqrt(_EPS) * 10  # R did reports a standard error at or below this as missing
 
 
-class CellFailed(ValueError):
+class _CellFailed(ValueError):
     """A 2x2 comparison could not be estimated (overlap violated or a singular design)."""
 
 
@@ -115,7 +115,21 @@ def _std_errors(inf: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class AggregateResult:
-    """A summary of the group-time effects (R ``did``'s ``aggte``)."""
+    """A summary of the group-time effects (R ``did``'s ``aggte``).
+
+    Attributes
+    ----------
+    type
+        ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``.
+    estimate, std_error
+        The overall summary and its analytic standard error.
+    table
+        By event time (``event_time``), cohort (``group``) or period (``time``):
+        estimate, std_error and the pointwise ci_low, ci_high; empty for ``simple``.
+    influence_function
+        The overall summary's influence function over units (the scale of
+        :attr:`GroupTimeResult.influence_function`).
+    """
 
     type: AggregationType
     estimate: float
@@ -143,9 +157,26 @@ class AggregateResult:
 class GroupTimeResult:
     """Group-time effects with their influence functions.
 
-    ``influence_function`` has one row per unit (in the order of ``units``) and
-    one column per row of ``table``, on R ``did``'s scale: the standard error
-    of column j is ``sqrt(sum(influence_function[:, j] ** 2)) / n_units``.
+    Attributes
+    ----------
+    table
+        One row per (group, time): estimate, std_error, ci_low, ci_high
+        (pointwise); a cell that could not be estimated is null.
+    influence_function
+        n_units x cells, rows in the order of ``units``, columns in the order of
+        ``table``, on R ``did``'s scale: the standard error of cell j is
+        ``sqrt(sum(influence_function[:, j] ** 2)) / n_units`` and a multiplier
+        bootstrap draw is ``influence_function.T @ v / n_units``. A missing
+        cell's column is NaN; the universal base period's reference cell is 0.
+    units, cohorts
+        The unit ids and their first treated periods (``inf``: never treated)
+        after R ``did``'s pre-processing (units treated in the first period dropped).
+    periods, groups
+        The periods of the panel and the cohorts with group-time effects.
+    spec
+        The options of the fit.
+    clusters
+        Integer cluster codes per unit, or None for unit-level standard errors.
     """
 
     table: pl.DataFrame
@@ -264,6 +295,28 @@ def group_time_frame(
     GroupTimeResult
         The table (group, time, estimate, std_error, ci_low, ci_high), the
         influence functions and :meth:`~GroupTimeResult.aggregate`.
+
+    Raises
+    ------
+    ValueError
+        On an unbalanced panel, missing or non-finite values, a cohort or
+        cluster that varies within a unit, or an unknown option.
+
+    Notes
+    -----
+    As R ``did`` 2.5.1 (``att_gt(..., panel = TRUE, bstrap = FALSE)``) and
+    DRDID 1.2: propensity scores are capped at 1 - 1e-6, comparison units with
+    a score of 0.995 or more get no weight, and a cell whose largest score is
+    0.999 or more (no overlap) or whose design is singular is missing, with a
+    warning. Each cell's influence function is computed on its n1 treated and
+    comparison units and multiplied by n / n1. The standard error is
+    :math:`\sqrt{\sum_i \psi_i^2}/n`; with ``cluster``,
+    :math:`\sqrt{\sum_c (\sum_{i \in c} \psi_i)^2}/n` (R's analytic cluster
+    form, without a G/(G-1) factor). Units first treated in the first period
+    (plus anticipation) are dropped; cohorts after the last period count as
+    never treated; without never-treated units the periods from the last
+    cohort on are dropped and, with ``control="never_treated"``, that cohort
+    is the comparison group.
 
     References
     ----------
@@ -431,7 +484,7 @@ def _cell(panel: _Panel, spec: GroupTimeSpec, g: float, t: int, base: int) -> tu
     d = treated[keep].astype(float)
     try:
         att, psi = _ESTIMATORS[spec.method](dy, d, x)
-    except CellFailed as err:
+    except _CellFailed as err:
         warnings.warn(f"group {g:g}, period {panel.periods[t]:g}: {err}; its ATT is missing", stacklevel=4)
         return np.nan, inf
     inf[:] = 0.0
@@ -446,7 +499,7 @@ def _result(
     se = _std_errors(inf, panel.clusters)
     z = _z(spec.alpha)
     group, time_, att = (np.array(c, dtype=float) for c in zip(*rows))
-    dtype = pl.Int64 if np.all(np.mod(panel.periods, 1) == 0) else pl.Float64
+    dtype = pl.Int64 if np.all(np.mod(np.r_[panel.periods, groups], 1) == 0) else pl.Float64
     table = pl.DataFrame({
         "group": group, "time": time_, "estimate": att, "std_error": se,
         "ci_low": att - z * se, "ci_high": att + z * se,
@@ -482,14 +535,14 @@ def _propensity(x: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     """Propensity score (capped at 1 - 1e-6), DRDID's trimming indicator and the logit's linear representation."""
     ps = _logit(x, d)
     if ps.max() >= 0.999:
-        raise CellFailed("overlap violated (a propensity score at or above 0.999)")
+        raise _CellFailed("overlap violated (a propensity score at or above 0.999)")
     ps = np.minimum(ps, 1 - 1e-6)
     trim = np.where(d == 1, ps < 1.01, ps < 0.995).astype(float)
     hess = x.T @ (x * (ps * (1 - ps))[:, None])
     try:
         hess_inv = linalg.cho_solve(linalg.cho_factor(hess), np.eye(x.shape[1])) * d.size
     except linalg.LinAlgError as err:
-        raise CellFailed("singular propensity-score information matrix") from err
+        raise _CellFailed("singular propensity-score information matrix") from err
     return ps, trim, ((d - ps)[:, None] * x) @ hess_inv
 
 
@@ -499,7 +552,7 @@ def _outcome_regression(dy: np.ndarray, d: np.ndarray, x: np.ndarray) -> tuple[n
     xc = x[c]
     gram = xc.T @ xc
     if 1 / np.linalg.cond(gram, 1) < _EPS:
-        raise CellFailed("covariate matrix of the comparison units is singular")
+        raise _CellFailed("covariate matrix of the comparison units is singular")
     beta = np.linalg.solve(gram, xc.T @ dy[c])
     fitted = x @ beta
     xpx_inv = np.linalg.inv(gram / d.size)
@@ -591,8 +644,9 @@ def _aggregate(
         group, time_, att, inf = group[ok], time_[ok], att[ok], inf[:, ok]
         groups = np.unique(group)
         if type_ == "group":
-            whole = np.array([not np.isnan(att[(group == gg) & (time_ >= gg)]).any() for gg in groups])
-            ok = np.isin(group, groups[whole])
+            # as R: keep the cohorts left with a post-treatment cell (max_e in periods here)
+            has_post = np.array([np.any((group == gg) & (time_ >= gg) & (time_ <= gg + max_e)) for gg in groups])
+            ok = np.isin(group, groups[has_post])
             group, time_, att, inf = group[ok], time_[ok], att[ok], inf[:, ok]
             groups = np.unique(group)
     # R recodes periods and cohorts to positions 1, 2, ... of their sorted union
@@ -642,9 +696,10 @@ def _aggregate(
         balanced = np.ones(att.size, bool)
         eseq = np.unique(e_cell)
         if balance_e is not None:
-            balanced = fit.periods.max() - group >= balance_e
+            last = time_.max()
+            balanced = last - group >= balance_e
             eseq = np.unique(e_cell[balanced])
-            eseq = eseq[(eseq <= balance_e) & (eseq >= balance_e - fit.periods.max() + union[0])]
+            eseq = eseq[(eseq <= balance_e) & (eseq >= balance_e - last + union[0])]
         eseq = eseq[(eseq >= min_e) & (eseq <= max_e)]
         if eseq.size == 0:
             raise ValueError(f"aggregate: expected event times within [{min_e}, {max_e}], found none")

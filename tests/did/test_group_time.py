@@ -88,6 +88,14 @@ def test_aggregations_equal_r_did(scenario: str, type_: str, fits, r_aggte) -> N
     np.testing.assert_allclose(table["std_error"].to_numpy(), ref["se_egt"].to_numpy(), rtol=0, atol=TOL)
 
 
+def test_event_time_window_keeps_the_rows_of_the_full_event_study(fits) -> None:
+    fit = fits["mpdta_nev_dr"]
+    full = fit.aggregate("dynamic").tidy()
+    window = fit.aggregate("dynamic", min_e=-1, max_e=2)
+    assert window.tidy().equals(full.filter(pl.col("event_time").is_between(-1, 2)))
+    assert window.estimate == pytest.approx(full.filter(pl.col("event_time").is_between(0, 2))["estimate"].mean())
+
+
 # --------------------------------------------------------------------------- independent of R
 
 
