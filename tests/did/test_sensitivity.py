@@ -1,0 +1,268 @@
+"""Rambachan-Roth sensitivity: R HonestDiD's Medicaid example, R's random numbers, exact sub-problems, a peer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import optimize, special, stats
+
+from pipeline.did import sensitivity as hs
+from pipeline.did.sensitivity import SensitivityInputError, honest_from_estimates, original_ci
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+PRE, POST = 5, 2
+MBAR = [0.5, 1.0, 1.5, 2.0]
+M_SD = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]
+
+# R HonestDiD README (github asheshrambachan/HonestDiD, README.md, as printed, 3 significant digits).
+README_SD_FIRST = [  # createSensitivityResults(..., Mvec = seq(0, 0.05, by = 0.01)), FLCI
+    (0.0259, 0.0607), (0.0132, 0.0787), (0.00286, 0.0907),
+    (-0.00714, 0.101), (-0.0171, 0.111), (-0.0271, 0.121),
+]
+README_RM_FIRST = [  # createSensitivityResults_relativeMagnitudes(..., Mbarvec = seq(0.5, 2, by = 0.5)), C-LF
+    (0.0241, 0.0673), (0.0171, 0.0720), (0.00859, 0.0796), (-0.00107, 0.0883),
+]
+# The same objects at full precision, from the knitr cache committed beside that README
+# (README_cache/gfm/unnamed-chunk-{4,6,7}_*.rdb at commit 99e05c7, 2024-03-28). The RM rows lie exactly on
+# the candidate grid of R's `issue_grid` branch (888de5e, "Fixed grid to match Stata's improvement"),
+# centred at the estimate: theta_grid="estimate".
+CACHE_2024_RM_FIRST = [
+    (0.024130122237794344, 0.06726330158312863), (0.017093720963044234, 0.07196297648143499),
+    (0.008586907802101723, 0.0795988279137052), (-0.0010670258970860713, 0.08834728003302408),
+]
+CACHE_2024_RM_AVERAGE = [  # Mbarvec = seq(0, 2, by = 0.5), l_vec = c(0.5, 0.5)
+    (0.04053046714881314, 0.07512256249015431), (0.03214178319537053, 0.07981560160559506),
+    (0.01938431730559176, 0.09014856148539291), (0.005824264875491425, 0.1035014948083135),
+    (-0.008538374094930495, 0.11724861535515924),
+]
+CACHE_2024_SD_FIRST = [
+    (0.02594147902742559, 0.06072578637633297), (0.013197025151447349, 0.0786707425358153),
+    (0.002856995951433544, 0.09071603940652409), (-0.007142576403053387, 0.10071561176101101),
+    (-0.017142576402225745, 0.11071561176018338), (-0.027142576401398125, 0.12071561175935576),
+]
+CACHE_ORIGINAL_AVERAGE = (0.04036995251077609, 0.07528307712819136)  # constructOriginalCS, l_vec = c(.5, .5)
+# The cache at commit f05ddad (2023-07-21), rendered with R's released grid (+-20 se around zero), which
+# R HonestDiD's master still uses: theta_grid="zero". The README printed these rows until March 2024.
+CACHE_2023_RM_FIRST = [  # Mbarvec = seq(0, 2, by = 0.5)
+    (0.02876563121251613, 0.06431042392097558), (0.024001896107258697, 0.06724195321651863),
+    (0.017039514030343955, 0.07200568832177609), (0.008244926143714831, 0.07970095272257657),
+    (-0.0009161029048571911, 0.08812909944726285),
+]
+CACHE_2023_RM_AVERAGE = [
+    (0.0408329372843666, 0.07506841308610629), (0.03227406833393168, 0.08006108664052669),
+    (0.019435764908279307, 0.09040305328896886), (0.005527602863822562, 0.10324135671462126),
+    (-0.008380559180634212, 0.11714951875907803),
+]
+
+
+def _shared(name: str) -> Path:
+    path = DATA / name
+    if not path.is_file():
+        reason = f"{path} is missing: the shared reference data sits beside the checkout"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="module")
+def medicaid() -> tuple[np.ndarray, np.ndarray]:
+    """The README's event study: 2014 cohort against never/late expanders, 2008-2015, reference 2013."""
+    pyfixest = pytest.importorskip("pyfixest")
+    frame = (
+        pl.read_csv(_shared("ehec_data.csv"))
+        .filter((pl.col("year") < 2016) & (pl.col("yexp2").is_null() | (pl.col("yexp2") != 2015)))
+        .with_columns(D=(pl.col("yexp2") == 2014).fill_null(False).cast(pl.Int64))
+    )
+    fit = pyfixest.feols(
+        "dins ~ i(year, D, ref=2013) | stfips + year", data=frame.to_pandas(), vcov={"CRV1": "stfips"}
+    )
+    names = list(fit.coef().index)
+    assert names == [f"year::{y}:D" for y in (2008, 2009, 2010, 2011, 2012, 2014, 2015)]
+    return fit.coef().to_numpy(), np.asarray(fit._vcov)
+
+
+def _bounds(frame: pl.DataFrame) -> np.ndarray:
+    return frame.select("ci_low", "ci_high").to_numpy()
+
+
+# --------------------------------------------------------------------------
+# The published Medicaid example
+# --------------------------------------------------------------------------
+
+
+def test_event_study_matches_r_inputs(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    """The README prints neither betahat nor sigma; R's cached original CI for the average pins both post rows."""
+    b, v = medicaid
+    low, high = original_ci(b, v, num_pre=PRE, num_post=POST, target="average")
+    np.testing.assert_allclose([low, high], CACHE_ORIGINAL_AVERAGE, atol=1e-12)
+    np.testing.assert_allclose(b[5], 0.046447, atol=5e-7)  # fixest's printed coefficient for 2014
+
+
+def test_smoothness_reproduces_readme(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    b, v = medicaid
+    got = _bounds(honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="smoothness",
+                                        values=M_SD, target="first"))
+    np.testing.assert_allclose(got, README_SD_FIRST, atol=5e-4)
+    # R draws a million normals for the folded-normal quantile; this module computes it exactly
+    np.testing.assert_allclose(got, CACHE_2024_SD_FIRST, atol=5e-5)
+
+
+def test_relative_magnitudes_reproduce_readme(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    b, v = medicaid
+    got = _bounds(honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="relative_magnitudes",
+                                        values=MBAR, target="first", theta_grid="estimate"))
+    np.testing.assert_allclose(got, README_RM_FIRST, atol=5e-4)
+    np.testing.assert_allclose(got, CACHE_2024_RM_FIRST, atol=1e-9)
+
+
+def test_relative_magnitudes_average_reproduce_r(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    b, v = medicaid
+    got = _bounds(honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="relative_magnitudes",
+                                        values=[0.0, *MBAR], theta_grid="estimate"))
+    np.testing.assert_allclose(got, CACHE_2024_RM_AVERAGE, atol=1e-9)
+
+
+@pytest.mark.parametrize(("target", "expected"), [("first", CACHE_2023_RM_FIRST), ("average", CACHE_2023_RM_AVERAGE)])
+def test_relative_magnitudes_on_the_released_grid(
+    medicaid: tuple[np.ndarray, np.ndarray], target: str, expected: list[tuple[float, float]]
+) -> None:
+    b, v = medicaid
+    got = _bounds(honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="relative_magnitudes",
+                                        values=[0.0, *MBAR], target=target))
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+def test_smoothness_agrees_with_diff_diff(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    """diff-diff's FLCI (an SLSQP search over h) is the same interval; its RM interval is not ARP, so no peer there."""
+    honest_did = pytest.importorskip("diff_diff.honest_did")
+    b, v = medicaid
+    for l_vec in (np.array([1.0, 0.0]), np.array([0.5, 0.5])):
+        for m in (0.0, 0.02, 0.05):
+            theirs = honest_did._compute_optimal_flci(b[:PRE], b[PRE:], v, l_vec, PRE, POST, m)
+            ours = honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="smoothness",
+                                         values=[m], target=l_vec).row(0)[1:]
+            np.testing.assert_allclose(ours, theirs, atol=2e-6)
+
+
+# --------------------------------------------------------------------------
+# The pieces, against independent computations
+# --------------------------------------------------------------------------
+
+
+def test_r_normals() -> None:
+    """set.seed(0); rnorm(5) in R 3.6+ (Mersenne-Twister, Inversion)."""
+    np.testing.assert_allclose(
+        hs._r_rnorm(5, 0), [1.262954285, -0.326233361, 1.329799263, 1.272429321, 0.414641434], atol=1e-9
+    )
+
+
+def test_dual_vertices_solve_the_lp() -> None:
+    """max over the dual vertices equals min{eta: y - X delta <= eta sd} solved by HiGHS, duals included."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        m, k = 6, 2
+        x = rng.normal(size=(m, k))
+        sd = rng.uniform(0.5, 2.0, size=m)
+        y = rng.normal(size=m)
+        lam = hs._dual_vertices(sd, x)
+        res = optimize.linprog(
+            np.r_[1.0, np.zeros(k)], A_ub=-np.column_stack([sd, x]), b_ub=-y,
+            bounds=[(None, None)] * (k + 1), method="highs",
+        )
+        if res.status == 3:  # unbounded primal: empty dual
+            assert lam.shape[0] == 0
+            continue
+        assert res.status == 0
+        values = lam @ y
+        np.testing.assert_allclose(values.max(), res.fun, atol=1e-9)
+        np.testing.assert_allclose(lam[np.argmax(values)], -res.ineqlin.marginals, atol=1e-7)
+
+
+def test_truncated_normal_quantile() -> None:
+    lo = np.array([-np.inf, -1.0, 0.5, 8.0, -12.0, 30.0])
+    hi = np.array([np.inf, 2.0, 3.0, 9.0, -11.0, np.inf])
+    for p in (0.05, 0.5, 0.95):
+        got = hs._truncnorm_ppf(p, lo, hi)
+        finite = np.abs(lo) < 10
+        np.testing.assert_allclose(got[finite], stats.truncnorm.ppf(p, lo[finite], hi[finite]), rtol=1e-10)
+        assert np.all((got >= lo) & (got <= hi))
+        # in the far tail, where the plain normal CDF is 1 to double precision: P(Z > x | Z > 30) = 1 - p
+        tail = special.log_ndtr(-got[5]) - special.log_ndtr(-30.0)
+        np.testing.assert_allclose(tail, np.log1p(-p), rtol=1e-9)
+
+
+def test_folded_normal_quantile() -> None:
+    for mu in (0.0, 0.7, 3.0):
+        q = hs._folded_normal_quantile(0.95, mu)
+        np.testing.assert_allclose(stats.norm.cdf(q - mu) - stats.norm.cdf(-q - mu), 0.95, atol=1e-12)
+    np.testing.assert_allclose(hs._folded_normal_quantile(0.95, 0.0), stats.norm.ppf(0.975), atol=1e-12)
+
+
+def test_flci_frontier_is_the_minimum_half_length(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    """No affine estimator with the same post weights beats the chosen one (random and local search)."""
+    b, v = medicaid
+    problem = hs._validate(b, v, PRE, POST, "first", 0.05)
+    frontier = hs._FlciFrontier.build(problem)
+    for m in (0.005, 0.02):
+        _, half = frontier.optimum(m, 0.05)
+
+        def half_length(u: np.ndarray, m: float = m) -> float:
+            sd, bias = frontier._at(u)
+            return sd * hs._folded_normal_quantile(0.95, m * bias / sd)
+
+        rng = np.random.default_rng(0)
+        draws = rng.normal(scale=0.5, size=(300, PRE - 1))
+        assert min(half_length(u) for u in draws) >= half - 1e-12
+        local = optimize.minimize(half_length, np.zeros(PRE - 1), method="Nelder-Mead",
+                                  options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20000})
+        assert local.fun >= half - 1e-9
+
+
+def test_smoothness_zero_is_the_best_unbiased_linear_extrapolation() -> None:
+    """M = 0 makes delta linear through the reference period; the FLCI is then the least-variance unbiased one."""
+    sigma = np.array([[1.0, 0.3, 0.1], [0.3, 1.2, 0.2], [0.1, 0.2, 0.9]]) * 1e-4
+    b = np.array([-0.02, -0.01, 0.05])
+    low, high = honest_from_estimates(b, sigma, num_pre=2, num_post=1, method="smoothness",
+                                      values=[0.0], target="first").row(0)[1:]
+
+    def weights(w: float) -> np.ndarray:
+        return np.array([w, 1.0 - 2.0 * w, 1.0])  # v'(-2, -1, 1) = 0: unbiased for every linear trend
+
+    res = optimize.minimize_scalar(lambda w: weights(w) @ sigma @ weights(w), bounds=(-5, 5), method="bounded",
+                                   options={"xatol": 1e-12})
+    centre, sd = float(weights(res.x) @ b), float(np.sqrt(res.fun))
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose([low, high], [centre - z * sd, centre + z * sd], atol=1e-9)
+
+
+def test_relative_magnitudes_one_post_period_and_monotone_in_mbar() -> None:
+    rng = np.random.default_rng(7)
+    root = rng.normal(size=(4, 4)) * 0.01
+    sigma = root @ root.T + np.eye(4) * 1e-5
+    b = np.array([0.004, -0.002, 0.001, 0.03])
+    frame = honest_from_estimates(b, sigma, num_pre=3, num_post=1, method="relative_magnitudes",
+                                  values=[0.0, 1.0, 2.0], target="first", grid_points=400)
+    widths = (frame["ci_high"] - frame["ci_low"]).to_numpy()
+    assert np.all(np.diff(widths) >= -1e-12)
+    low, high = original_ci(b, sigma, num_pre=3, num_post=1, target="first")
+    assert frame["ci_low"][2] < low and frame["ci_high"][2] > high
+
+
+def test_validation_names_what_was_expected() -> None:
+    b, v = np.zeros(3), np.eye(3)
+    with pytest.raises(SensitivityInputError, match="expected 3 = num_pre"):
+        honest_from_estimates(np.zeros(4), v, num_pre=2, num_post=1, method="smoothness", values=[0.0])
+    with pytest.raises(SensitivityInputError, match="method"):
+        honest_from_estimates(b, v, num_pre=2, num_post=1, method="sd", values=[0.0])  # type: ignore[arg-type]
+    with pytest.raises(SensitivityInputError, match="non-negative"):
+        honest_from_estimates(b, v, num_pre=2, num_post=1, method="smoothness", values=[-1.0])
+    with pytest.raises(SensitivityInputError, match="target"):
+        honest_from_estimates(b, v, num_pre=2, num_post=1, method="smoothness", values=[0.0],
+                              target=np.array([1.0, 2.0]))
+    with pytest.raises(SensitivityInputError, match="symmetric"):
+        original_ci(b, np.triu(np.ones((3, 3))), num_pre=2, num_post=1)
