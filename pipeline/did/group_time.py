@@ -553,7 +553,7 @@ def _outcome_regression(dy: np.ndarray, d: np.ndarray, x: np.ndarray) -> tuple[n
     gram = xc.T @ xc
     if 1 / np.linalg.cond(gram, 1) < _EPS:
         raise _CellFailed("covariate matrix of the comparison units is singular")
-    beta = np.linalg.solve(gram, xc.T @ dy[c])
+    beta = np.linalg.lstsq(xc, dy[c], rcond=None)[0]  # least squares on X itself: no squared condition number
     fitted = x @ beta
     xpx_inv = np.linalg.inv(gram / d.size)
     return fitted, (((1 - d) * (dy - fitted))[:, None] * x) @ xpx_inv

@@ -143,6 +143,15 @@ def test_standard_errors_are_the_root_sum_of_squared_influence_over_n(fits) -> N
     np.testing.assert_allclose(inf.mean(axis=0), 0, atol=1e-12)  # an influence function is centred
 
 
+@pytest.mark.parametrize("method", ["dr", "reg", "ipw"])
+def test_estimates_do_not_depend_on_the_scale_of_a_covariate(mpdta, method) -> None:
+    """With an intercept, lpop and 1e4 * lpop + 3e5 span the same design."""
+    ours = fit_mpdta(mpdta, method=method, covariates=["lpop"])
+    rescaled = fit_mpdta(mpdta.with_columns(pl.col("lpop") * 1e4 + 3e5), method=method, covariates=["lpop"])
+    np.testing.assert_allclose(rescaled.tidy()["estimate"], ours.tidy()["estimate"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(rescaled.tidy()["std_error"], ours.tidy()["std_error"], rtol=1e-7)
+
+
 def test_universal_base_period_puts_a_zero_cell_at_g_minus_one(mpdta) -> None:
     table = fit_mpdta(mpdta, base_period="universal").tidy()
     reference = table.filter(pl.col("time") == pl.col("group") - 1)
