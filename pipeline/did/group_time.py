@@ -19,8 +19,8 @@ with comparison units (C = 1) between a base period b and t. With
 
 (``method="dr"``), with :math:`p_g` a logit propensity score of the cohort
 against the comparison units and :math:`m_{g,t}` the OLS regression of
-:math:`\Delta Y` on X among the comparison units. ``"reg"`` keeps only the outcome regression and ``"ipw"`` only the
-(Hajek-normalised) propensity weights. Without covariates all three are the
+:math:`\Delta Y` on X among the comparison units. ``"reg"`` keeps only the
+outcome regression and ``"ipw"`` only the (Hajek-normalised) propensity weights. Without covariates all three are the
 difference of the cohort's and the comparison group's mean changes.
 
 Every number here follows R ``did`` 2.5.1 (``att_gt`` with ``panel = TRUE``

@@ -284,7 +284,8 @@ def test_with_covariates_equals_diff_diff(mpdta, method, covariate, control, bas
     np.testing.assert_allclose(_nan(table["std_error"]), [c["se"] for c in cells], rtol=0, atol=TOL)
     simple = ours.aggregate("simple")
     assert (simple.estimate, simple.std_error) == pytest.approx((peer.overall_att, peer.overall_se), abs=TOL)
-    for type_, key, effects in [("dynamic", "event_time", peer.event_study_effects), ("group", "group", peer.group_effects)]:
+    summaries = [("dynamic", "event_time", peer.event_study_effects), ("group", "group", peer.group_effects)]
+    for type_, key, effects in summaries:
         agg = ours.aggregate(type_).tidy()
         expected = [effects[k] for k in agg[key]]
         np.testing.assert_allclose(agg["estimate"], [e["effect"] for e in expected], rtol=0, atol=TOL)
@@ -329,7 +330,7 @@ def test_one_unit_per_cluster_gives_the_unit_level_standard_errors(mpdta) -> Non
 
 
 @pytest.mark.parametrize(("method", "covariates"), [("dr", []), ("ipw", ["lpop"]), ("reg", ["lpop"])])
-def test_cluster_robust_standard_errors_equal_diff_diff_up_to_its_small_sample_factor(mpdta, method, covariates) -> None:
+def test_cluster_robust_standard_errors_equal_diff_diff_but_for_its_small_sample_factor(mpdta, method, covariates):
     """R did's analytic cluster form is sqrt(sum_c S_c^2) / n with S_c the cluster sums of the influence
     function (no small-sample factor); diff-diff multiplies the variance by G / (G - 1)."""
     data = with_state(mpdta)
