@@ -131,7 +131,7 @@ def child_run(delivery: str, db: str, out: str) -> None:
 def child_twfe_kokeilu(db: str) -> None:
     from pipeline import db as _db
     from pipeline.estimates import monthly_cells
-    from pipeline.estimation.twfe import twfe_cells
+    from pipeline.did.twfe import twfe_cells
 
     t = time.perf_counter()
     with _db.connect(Path(db), read_only=True) as con:

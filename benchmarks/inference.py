@@ -105,10 +105,11 @@ def child(db: str, outcome: str, repeat: str, profile: str) -> None:
     import duckdb
     import numpy as np
 
-    from pipeline.estimates import design_paths, monthly_cells
-    from pipeline.estimation.twfe import twfe_cells
-    from pipeline.inference.bootstrap import wild_cluster_bootstrap
-    from pipeline.inference.randomization import randomization_test
+    from pipeline.did.inference.randomization import design_paths
+    from pipeline.estimates import monthly_cells
+    from pipeline.did.twfe import twfe_cells
+    from pipeline.did.inference.bootstrap import wild_cluster_bootstrap
+    from pipeline.did.inference.randomization import randomization_test
     from schemas.config import EvaluationConfig
 
     inf = EvaluationConfig().inference

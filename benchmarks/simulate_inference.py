@@ -66,13 +66,13 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.clean_controls import clean_controls_cells
-from pipeline.estimation.event_study import event_study_cells
-from pipeline.estimation.twfe import twfe_cells
-from pipeline.inference.bootstrap import wild_cluster_bootstrap
-from pipeline.inference.placebo import placebo_treatments
-from pipeline.inference.randomization import randomization_test
+from pipeline.did.cells import Cells
+from pipeline.did.clean_controls import clean_controls_cells
+from pipeline.did.event_study import event_study_cells
+from pipeline.did.twfe import twfe_cells
+from pipeline.did.inference.bootstrap import wild_cluster_bootstrap
+from pipeline.did.inference.placebo import placebo_treatments
+from pipeline.did.inference.randomization import randomization_test
 from schemas.config import REFERENCE_MUNICIPALITIES
 
 T = 60
@@ -343,7 +343,7 @@ def _reading(table: pl.DataFrame, alpha: float, replications: int) -> list[str]:
                "anticipation, an effect that ends with the pilot). Randomization inference is exact under random "
                "placement and the sharp null, so its size is the yardstick for the others; when effects persist "
                "after the pilot, TWFE itself is biased whatever the inference (see "
-               "tests/estimation/test_heterogeneous_effects.py).")
+               "tests/did/test_heterogeneous_effects.py).")
     return out
 
 

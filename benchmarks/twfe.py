@@ -183,8 +183,8 @@ def _fit_kokeilu_cells(parquet: str) -> dict[str, float]:
     import duckdb
 
     from pipeline.db import query_frame
-    from pipeline.estimation.panel import cells_from_sums
-    from pipeline.estimation.twfe import twfe_cells
+    from pipeline.did.panel import cells_from_sums
+    from pipeline.did.twfe import twfe_cells
 
     start = time.perf_counter()
     con = duckdb.connect()
@@ -202,7 +202,7 @@ def _fit_kokeilu_cells(parquet: str) -> dict[str, float]:
 def _fit_kokeilu_twfe(parquet: str) -> dict[str, float]:
     import polars as pl
 
-    from pipeline.estimation.twfe import twfe
+    from pipeline.did.twfe import twfe
 
     start = time.perf_counter()
     frame = pl.read_parquet(parquet)
@@ -243,7 +243,7 @@ def child_kokeilu_cells(parquet: str, warmup: str) -> None:
 
 
 def child_kokeilu_twfe(parquet: str, warmup: str) -> None:
-    """``pipeline.estimation.twfe.twfe`` (auto path) on the long polars frame read from the Parquet file."""
+    """``pipeline.did.twfe.twfe`` (auto path) on the long polars frame read from the Parquet file."""
     _child(_fit_kokeilu_twfe, parquet, warmup)
 
 

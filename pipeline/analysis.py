@@ -2,8 +2,8 @@
 
 This module decides *what* is estimated (outcomes, estimators, subgroups,
 inference) from the :class:`~schemas.config.EvaluationConfig`; *how* lives in
-:mod:`pipeline.estimation` (which knows nothing of Kela) and
-:mod:`pipeline.inference`. Disclosure control is applied here, once, to every row
+:mod:`pipeline.did` (which knows nothing of Kela) and
+:mod:`pipeline.did.inference`. Disclosure control is applied here, once, to every row
 before it is written: a row resting on fewer persons than the threshold keeps
 its keys and is marked ``suppressed`` with its numbers withheld.
 
@@ -50,8 +50,8 @@ COST_COLUMNS = (
     "effect_total", "effect_total_ci_low", "effect_total_ci_high", "observed_total", "counterfactual_total",
     "change_share",
 )
-ESTIMATOR_MODULES = ("pipeline.estimates", "pipeline.robustness", "pipeline.inference.placebo",
-                     "pipeline.estimation.sdid", "pipeline.estimation.honest")
+ESTIMATOR_MODULES = ("pipeline.estimates", "pipeline.robustness", "pipeline.did.inference.placebo",
+                     "pipeline.did.sdid", "pipeline.did.honest")
 """What :func:`run_unit` imports (SciPy among them: seconds), imported by :func:`estimate_all` while
 DuckDB reads the units' inputs."""
 
@@ -221,7 +221,7 @@ class UnitWorker:
         import sys
         import tempfile
 
-        from pipeline.worker import child_env
+        from pipeline.imports import child_env
 
         self._err = tempfile.TemporaryFile(prefix="kokeilu-worker-")
         self._proc: subprocess.Popen[bytes] | None = None

@@ -1,7 +1,7 @@
 """What is estimated for each outcome: from the panels in DuckDB to rows of ``results.*``.
 
 For a monthly outcome the panel is reduced once, in DuckDB, to
-baseline-municipality x month sums (:class:`~pipeline.estimation.Cells`) of the
+baseline-municipality x month sums (:class:`~pipeline.did.Cells`) of the
 whole cohort and of every subgroup level (:func:`pipeline.readers.monthly_sums`:
 one scan of the panel for all monthly outcomes); under intent to treat every cohort member stays
 in the baseline municipality, which is also the cluster, so the aggregated path
@@ -12,7 +12,7 @@ is exact. From the cells come:
   inference keeping the design (the pilot's paths reassigned across
   municipalities, fully enumerated where feasible);
 * ``clean_controls``: the heterogeneity- and exit-robust estimator of
-  :mod:`pipeline.estimation.clean_controls`;
+  :mod:`pipeline.did.clean_controls`;
 * ``event_study``: leads and lags relative to each municipality's start, and
   the joint test of the leads;
 * the same estimators by municipality, age band, sex and household type.
@@ -32,11 +32,13 @@ import numpy as np
 import polars as pl
 
 from pipeline import readers
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.clean_controls import clean_controls_cells
-from pipeline.estimation.event_study import event_study_cells
-from pipeline.estimation.twfe import twfe_cells
-from pipeline.inference.pretrend import pretrend_randomization
+from pipeline.did.cells import Cells
+from pipeline.did.clean_controls import clean_controls_cells
+from pipeline.did.event_study import event_study_cells
+from pipeline.did.twfe import twfe_cells
+from pipeline.did.inference.pretrend import pretrend_randomization
+from pipeline.did.inference.randomization import design_paths
+from pipeline.schedule import event_times
 from schemas.config import EvaluationConfig
 
 
@@ -67,27 +69,6 @@ def _cells(frame: pl.DataFrame, time: str) -> Cells | None:
         return None
     treat = frame["d"].to_numpy().reshape(G, T)
     return Cells(clusters, times, n_all[:, 0].astype(float), sums, treat)
-
-
-def month_numbers(cells: Cells) -> np.ndarray:
-    """(T,) months of the cells as integers (months since 1970-01), for arithmetic on schedules."""
-    return np.array([str(t)[:7] for t in cells.times], dtype="datetime64[M]").astype(np.int64)
-
-
-def event_times(cells: Cells, schedule: dict[str, tuple[str, str]]) -> np.ndarray:
-    """(G, T) months since each treated municipality's start; NaN for comparison municipalities."""
-    E = np.full(cells.sums.shape, np.nan)
-    months = month_numbers(cells)
-    for g, code in enumerate(cells.clusters):
-        if code in schedule:
-            start = np.datetime64(schedule[code][0], "M").astype(np.int64)
-            E[g] = months - start
-    return E
-
-
-def design_paths(cells: Cells) -> list[np.ndarray]:
-    """The treatment paths of the treated clusters (what randomization inference reassigns)."""
-    return [cells.treat[g].copy() for g in np.nonzero(cells.treated_clusters)[0]]
 
 
 # -------------------------------------------------------------------- estimates
@@ -126,8 +107,8 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
 def few_cluster_inference(cells: Cells, config: EvaluationConfig, *,
                           subgroup: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Wild cluster bootstrap (WCR and WCU) and randomization inference for the TWFE coefficient."""
-    from pipeline.inference.bootstrap import wild_cluster_bootstraps
-    from pipeline.inference.randomization import randomization_test
+    from pipeline.did.inference.bootstrap import wild_cluster_bootstraps
+    from pipeline.did.inference.randomization import randomization_test
 
     inf = config.inference
     out: list[dict[str, Any]] = []
@@ -239,7 +220,7 @@ def subgroups(sums: pl.DataFrame, config: EvaluationConfig, outcome: str, cells:
 
 def placebo_rows(cells: Cells, outcome: str, config: EvaluationConfig) -> pl.DataFrame:
     """Size of each test on the data itself: the pilot's paths given to comparison municipalities."""
-    from pipeline.inference.placebo import placebo_size
+    from pipeline.did.inference.placebo import placebo_size
 
     controls = cells.subset(~cells.treated_clusters)
     inf = config.inference
@@ -275,7 +256,7 @@ def avain_outcomes(con: duckdb.DuckDBPyConnection, config: EvaluationConfig,
 
 def avain_estimates(frame: pl.DataFrame, config: EvaluationConfig, outcomes: list[str]) -> dict[str, pl.DataFrame]:
     """:func:`avain_outcomes` from the rows of :func:`~pipeline.readers.avain_assessments`."""
-    from pipeline.estimation.ols import did_ols
+    from pipeline.did.ols import did_ols
 
     rows = []
     for outcome in outcomes:

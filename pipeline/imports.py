@@ -8,6 +8,7 @@ joins it before it needs them.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Sequence
 
@@ -29,3 +30,13 @@ def import_in_background(modules: Sequence[str], *, name: str) -> threading.Thre
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child Python: this one's, with the directory ``pipeline`` is imported from."""
+    import pipeline
+
+    root = str(os.path.dirname(os.path.dirname(os.path.abspath(pipeline.__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    return env

@@ -2,7 +2,7 @@
 
 Everything here starts from the baseline-municipality x month cells of a monthly
 outcome (:func:`pipeline.estimates.monthly_cells`) and reuses the estimators of
-:mod:`pipeline.estimation`; nothing is estimated twice in another way.
+:mod:`pipeline.did`; nothing is estimated twice in another way.
 
 * **Leave one out.** The headline (TWFE and clean controls) without each pilot
   municipality in turn, and without each comparison municipality in turn: if
@@ -25,25 +25,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.estimates import event_times, month_numbers
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.clean_controls import clean_controls_cells
-from pipeline.estimation.event_study import event_study_cells
-from pipeline.estimation.twfe import twfe_cells
+from pipeline.did.cells import Cells
+from pipeline.did.clean_controls import clean_controls_cells
+from pipeline.did.event_study import event_study_cells
+from pipeline.did.twfe import twfe_cells
+from pipeline.schedule import event_times, month_numbers, treatment_from_schedule
 from schemas.config import EvaluationConfig
 
 ROBUST_ESTIMATORS = ("twfe", "clean_controls")
-
-
-def treatment_from_schedule(cells: Cells, schedule: dict[str, tuple[str, str]]) -> np.ndarray:
-    """(G, T) 0/1 pilot indicator of the cells' municipalities and months under ``schedule``."""
-    months = month_numbers(cells)
-    treat = np.zeros(cells.sums.shape)
-    for g, code in enumerate(cells.clusters):
-        if code in schedule:
-            start, end = (np.datetime64(m, "M").astype(np.int64) for m in schedule[code])
-            treat[g] = (months >= start) & (months <= end)
-    return treat
 
 
 def _fit(cells: Cells, estimator: str, alpha: float) -> Any:
@@ -169,7 +158,7 @@ def honest_rows(es: Any, outcome: str, config: EvaluationConfig, *, pilot_months
     The leads and the lags 0 .. pilot_months-1 of the event study (with their
     CRV1 covariance) enter; t(G-1) critical values, as everywhere in kokeilu.
     """
-    from pipeline.estimation.honest import honest_did
+    from pipeline.did.honest import honest_did
 
     times = np.asarray(es.event_times)
     lead = np.flatnonzero(times < es.reference)
@@ -209,7 +198,7 @@ def sdid_row(cells: Cells, outcome: str, config: EvaluationConfig) -> dict[str, 
     each municipality weighted equally (SDID works on means, not persons). The
     standard error combines the blocks' placebo variances as if independent.
     """
-    from pipeline.estimation.sdid import sdid_matrix
+    from pipeline.did.sdid import sdid_matrix
 
     treated = cells.treated_clusters
     controls = np.nonzero(~treated)[0]

@@ -16,15 +16,7 @@ import os
 import pickle
 import sys
 
-
-def child_env() -> dict[str, str]:
-    """The environment of a child Python: this one's, with the directory ``pipeline`` is imported from."""
-    import pipeline
-
-    root = str(os.path.dirname(os.path.dirname(os.path.abspath(pipeline.__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-    return env
+from pipeline.imports import child_env  # noqa: F401 - where pipeline.evaluation finds it
 
 
 def main(answer_fd: int) -> None:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 import polars as pl
 
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.results import PATH_OPTIONS, PathOption, TwfeResult, count_params
+from pipeline.did.cells import Cells
+from pipeline.did.results import PATH_OPTIONS, PathOption, count_params
 
 if TYPE_CHECKING:  # pandas is imported where it is used: the aggregated path never needs it
     import pandas as pd
@@ -231,46 +231,3 @@ def _panelols(y, X, u, t, g, *, cov: bool):  # type: ignore[no-untyped-def]
         count_effects=False,
     )
     return res.params.to_numpy(), res.cov.to_numpy()
-
-
-def run_twfe(
-    panel: Frame,
-    *,
-    unit: str,
-    time: str,
-    outcome: str,
-    treatment: str,
-    cluster: str,
-    path: PathOption,
-    alpha: float,
-    cv3: bool,
-) -> TwfeResult:
-    """Dispatch of :func:`~pipeline.estimation.twfe.twfe` between the aggregated and the general path."""
-    from pipeline.estimation.twfe import make_twfe_result, twfe_cells
-
-    check_path(path)
-    df = prepare(panel, [unit, time, outcome, treatment, cluster])
-    reason = None
-    if path != "general":
-        try:
-            agg = aggregate(df, unit=unit, time=time, outcome=outcome, cluster=cluster, constant=[treatment])
-        except NotAggregable as exc:
-            if path == "aggregated":
-                raise
-            reason = str(exc)
-        else:
-            return twfe_cells(agg.cells, alpha, cv3=cv3)
-    fit = fit_general(df, df[treatment].to_numpy(), unit=unit, time=time, outcome=outcome, cluster=cluster, cv3=cv3)
-    return make_twfe_result(
-        beta=float(fit.beta[0]),
-        vcov_raw=float(fit.vcov_raw[0, 0]),
-        jack=fit.jack[:, 0],
-        n_obs=fit.n_obs,
-        n_params=fit.n_params,
-        n_units=fit.n_units,
-        n_clusters=fit.n_clusters,
-        n_treated_clusters=df.filter(pl.col(treatment) != 0)[cluster].n_unique(),
-        path="general",
-        alpha=alpha,
-        fallback_reason=reason,
-    )

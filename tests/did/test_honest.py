@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from pipeline.estimation import honest
-from pipeline.estimation.honest import (
+from pipeline.did import honest
+from pipeline.did.honest import (
     breakdown_relative_magnitudes,
     honest_did,
     relative_magnitudes_ci,

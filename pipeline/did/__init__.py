@@ -21,7 +21,7 @@ covariance. The result records which path ran and, on fallback, why.
 Small-sample convention
 -----------------------
 Both paths scale the bare CRV1 sandwich by the same factor, in one function
-(:func:`~pipeline.estimation.results.small_sample_factor`), that of pyfixest's
+(:func:`~pipeline.did.results.small_sample_factor`), that of pyfixest's
 default ``ssc()``:
 
     c = G/(G-1) · (N-1)/(N-K),   K = regressors + T
@@ -36,17 +36,17 @@ standard error (``std_error_cv3``) is the CV3J of MacKinnon, Nielsen and Webb
 
 from __future__ import annotations
 
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.event_study import event_study, event_study_cells
-from pipeline.estimation.panel import NotAggregable, cells_from_panel, cells_from_sums
-from pipeline.estimation.results import (
+from pipeline.did.cells import Cells
+from pipeline.did.event_study import event_study, event_study_cells
+from pipeline.did.panel import NotAggregable, cells_from_panel, cells_from_sums
+from pipeline.did.results import (
     EventStudyResult,
     TwfeResult,
     WaldTest,
     count_params,
     small_sample_factor,
 )
-from pipeline.estimation.twfe import twfe, twfe_cells
+from pipeline.did.twfe import twfe, twfe_cells
 
 __all__ = [
     "Cells",

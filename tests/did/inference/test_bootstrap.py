@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.estimation.cells import Cells
-from pipeline.inference import twfe_fit, wild_cluster_bootstrap
-from pipeline.inference._twfe_algebra import batch_beta_t, crv1_constant
-from pipeline.inference.bootstrap import all_sign_vectors, bootstrap_t_stats, weight_chunks
+from pipeline.did.cells import Cells
+from pipeline.did.inference import twfe_fit, wild_cluster_bootstrap
+from pipeline.did.inference._twfe_algebra import batch_beta_t, crv1_constant
+from pipeline.did.inference.bootstrap import all_sign_vectors, bootstrap_t_stats, weight_chunks
 
 
 def make_panel(G: int = 9, T: int = 7, seed: int = 1, effect: float = 0.3, sizes=(2, 5)):
@@ -188,7 +188,7 @@ def test_agrees_with_wildboottest(restricted):
 
 @pytest.mark.parametrize("weights", ["webb", "rademacher"])
 def test_joint_wcr_wcu_equal_separate_calls(weights):
-    from pipeline.inference.bootstrap import wild_cluster_bootstraps
+    from pipeline.did.inference.bootstrap import wild_cluster_bootstraps
 
     y, cl, n, treat = make_panel(G=12, seed=5)
     cells = to_cells(y, cl, n, treat)

@@ -1,6 +1,6 @@
 """Results of the estimators, and the one small-sample convention they share.
 
-Every covariance in :mod:`pipeline.estimation` is scaled by :func:`small_sample_factor`
+Every covariance in :mod:`pipeline.did` is scaled by :func:`small_sample_factor`
 and every test and interval uses the t distribution with G - 1 degrees of
 freedom (:func:`t_inference`); both paths (aggregated and general) call these two
 functions and nothing else, so they cannot drift apart.

@@ -7,7 +7,7 @@ import pytest
 from pipeline import db
 from pipeline.estimates import monthly_cells
 from pipeline.readers import SUBGROUP_COLUMNS
-from pipeline.estimation.twfe import twfe, twfe_cells
+from pipeline.did.twfe import twfe, twfe_cells
 
 
 def rel(a: float, b: float) -> float:

@@ -53,8 +53,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.estimation import cells_from_panel, twfe
-from pipeline.estimation.clean_controls import clean_controls_cells
+from pipeline.did import cells_from_panel, twfe
+from pipeline.did.clean_controls import clean_controls_cells
 from schemas.config import REFERENCE_MUNICIPALITIES
 
 T = 60  # 2017-01 ... 2021-12

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.estimation.cells import Cells
-from pipeline.inference import placebo_size, randomization_test, twfe_fit
-from pipeline.inference._twfe_algebra import crv1_constant
-from pipeline.inference.placebo import jackknife_p_values, placebo_treatments
-from pipeline.inference.randomization import enumerate_assignments, make_design, sample_assignments
+from pipeline.did.cells import Cells
+from pipeline.did.inference import placebo_size, randomization_test, twfe_fit
+from pipeline.did.inference._twfe_algebra import crv1_constant
+from pipeline.did.inference.placebo import jackknife_p_values, placebo_treatments
+from pipeline.did.inference.randomization import enumerate_assignments, make_design, sample_assignments
 
 
 def within(z: np.ndarray) -> np.ndarray:
@@ -175,8 +175,8 @@ def test_placebo_size_frame():
 @pytest.mark.parametrize("groups", [(2, 1, 1), (3,)])
 def test_feature_enumeration_equals_slot_engine(groups):
     """The exact path (group features, masked broadcast) equals per-assignment evaluation."""
-    from pipeline.inference._twfe_algebra import demean_treatment
-    from pipeline.inference.randomization import _Engine, _FeatureEngine, _t_at, observed_assignment
+    from pipeline.did.inference._twfe_algebra import demean_treatment
+    from pipeline.did.inference.randomization import _Engine, _FeatureEngine, _t_at, observed_assignment
 
     G, T = 9, 8
     base = [np.r_[np.zeros(3), np.ones(5)], np.r_[np.zeros(5), np.ones(3)], np.r_[np.zeros(2), np.ones(3), np.zeros(3)]]

@@ -50,11 +50,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from pipeline.inference._twfe_algebra import crv1_constant, demean_sums, demean_treatment, twfe_fit
-from pipeline.inference.bootstrap import _invert
+from pipeline.did.inference._twfe_algebra import crv1_constant, demean_sums, demean_treatment, twfe_fit
+from pipeline.did.inference.bootstrap import _invert
 
 if TYPE_CHECKING:  # the estimation package is imported lazily: it may be mid-edit
-    from pipeline.estimation.cells import Cells
+    from pipeline.did.cells import Cells
 
 _CHUNK = 200_000
 _T = TypeVar("_T")
@@ -112,6 +112,16 @@ class Design:
             total *= math.comb(left, int(m))
             left -= int(m)
         return total
+
+
+def design_paths(cells: Cells) -> list[np.ndarray]:
+    """The treatment paths of the treated clusters, one (T,) array each: what randomization reassigns.
+
+    The design is read off the panel itself: every cluster treated in some
+    period contributes its own path, so an assignment gives the same paths
+    (with their multiplicities) to as many distinct clusters.
+    """
+    return [cells.treat[g].copy() for g in np.nonzero(cells.treated_clusters)[0]]
 
 
 def make_design(paths: Sequence[np.ndarray], n_periods: int) -> Design:

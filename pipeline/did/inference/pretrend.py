@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.event_study import event_dummies, event_levels, event_study_cells
-from pipeline.estimation.twfe import demean_cells
+from pipeline.did.cells import Cells
+from pipeline.did.event_study import event_dummies, event_levels, event_study_cells
+from pipeline.did.twfe import demean_cells
 
 _BATCH = 256  # reassignments fitted together
 
@@ -76,7 +76,7 @@ def pretrend_randomization(cells: Cells, event_time: np.ndarray, *, draws: int =
 def _raw_wald(n: np.ndarray, sums: np.ndarray, X: np.ndarray, lead: np.ndarray) -> np.ndarray:
     """Raw CRV1 Wald statistic of the leads for each regressor set X (R, K, G, T), fitted together.
 
-    The fit of :func:`~pipeline.estimation.twfe.fit_cells` for a batch; a
+    The fit of :func:`~pipeline.did.twfe.fit_cells` for a batch; a
     reassignment whose leads' covariance is singular gets +inf (it counts
     against the observed one), one whose regressors are collinear raises.
     """

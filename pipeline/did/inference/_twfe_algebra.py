@@ -21,7 +21,7 @@ the cluster sum of the demeaned outcome.  CRV1 variance
 :math:`N = T \\sum n_g`, :math:`K = T` (the coefficient and T-1 period effects; the
 person effects are nested in the clusters).  p-values from t(G-1).
 
-Everything here is private to :mod:`pipeline.inference`; it does not depend on
+Everything here is private to :mod:`pipeline.did.inference`; it does not depend on
 the estimation package's own TWFE module on purpose (an independent path).
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 from scipy import special
 
 if TYPE_CHECKING:  # the estimation package is imported lazily: it may be mid-edit
-    from pipeline.estimation.cells import Cells
+    from pipeline.did.cells import Cells
 
 
 def crv1_constant(n_clusters: int, n_periods: int, n_units: float) -> float:

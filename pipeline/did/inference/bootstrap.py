@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from pipeline.inference._twfe_algebra import TwfeFit, crv1_constant, demean_sums, demean_treatment, twfe_fit
+from pipeline.did.inference._twfe_algebra import TwfeFit, crv1_constant, demean_sums, demean_treatment, twfe_fit
 
 if TYPE_CHECKING:  # the estimation package is imported lazily: it may be mid-edit
-    from pipeline.estimation.cells import Cells
+    from pipeline.did.cells import Cells
 
 WeightType = Literal["webb", "rademacher"]
 WEIGHT_TYPES: tuple[str, ...] = ("webb", "rademacher")

@@ -9,9 +9,9 @@ import pytest
 
 from pipeline import db
 from pipeline.estimates import monthly_cells
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.clean_controls import clean_controls_cells
-from pipeline.estimation.twfe import twfe_cells
+from pipeline.did.cells import Cells
+from pipeline.did.clean_controls import clean_controls_cells
+from pipeline.did.twfe import twfe_cells
 from pipeline.pseudonym import DEMO_KEY
 from pipeline.robustness import anticipation, cost_view, leave_one_out, treatment_from_schedule
 from schemas.config import EvaluationConfig

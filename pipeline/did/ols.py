@@ -2,7 +2,7 @@
 
 Fixed effects enter as dummies, so this is for designs with few levels; the
 small-sample factor is the package's one convention
-(:func:`~pipeline.estimation.results.small_sample_factor`), with K counting every
+(:func:`~pipeline.did.results.small_sample_factor`), with K counting every
 column except dummies of levels nested in the clusters, and inference from t(G-1).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from pipeline.estimation.results import small_sample_factor
+from pipeline.did.results import small_sample_factor
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from pipeline.estimation import (
+from pipeline.did import (
     NotAggregable,
     cells_from_panel,
     cells_from_sums,

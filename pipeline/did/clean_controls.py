@@ -51,7 +51,7 @@ import polars as pl
 from scipy import special
 from scipy.optimize import nnls
 
-from pipeline.estimation.cells import Cells
+from pipeline.did.cells import Cells
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from pipeline.inference._twfe_algebra import batch_beta_t, t_pvalue
-from pipeline.inference.bootstrap import bootstrap_p_values
-from pipeline.inference.randomization import make_design, randomization_p_values, sample_assignments
+from pipeline.did.inference._twfe_algebra import batch_beta_t, t_pvalue
+from pipeline.did.inference.bootstrap import bootstrap_p_values
+from pipeline.did.inference.randomization import make_design, randomization_p_values, sample_assignments
 
 if TYPE_CHECKING:  # the estimation package is imported lazily: it may be mid-edit
-    from pipeline.estimation.cells import Cells
+    from pipeline.did.cells import Cells
 
 METHODS: tuple[str, ...] = ("cv1", "cv3", "wcr_webb", "wcu_webb", "randomization")
 

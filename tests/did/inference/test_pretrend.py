@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.event_study import event_study_cells
-from pipeline.inference.pretrend import pretrend_randomization
+from pipeline.did.cells import Cells
+from pipeline.did.event_study import event_study_cells
+from pipeline.did.inference.pretrend import pretrend_randomization
 
 G, T, START = 31, 24, 12
 

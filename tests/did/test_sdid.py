@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.estimation.sdid import _frank_wolfe, sdid, sdid_matrix
+from pipeline.did.sdid import _frank_wolfe, sdid, sdid_matrix
 
 dd = pytest.importorskip("diff_diff")
 

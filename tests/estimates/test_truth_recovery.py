@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import db
 from pipeline.estimates import avain_outcomes, monthly_cells
-from pipeline.estimation.clean_controls import clean_controls_cells
+from pipeline.did.clean_controls import clean_controls_cells
 
 
 @pytest.mark.parametrize("outcome", ["received", "amount_eur"])

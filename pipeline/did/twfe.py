@@ -2,7 +2,7 @@
 
 The private helpers here solve the unit + time fixed-effects regression with any
 number of regressors that are constant within cluster x period, from the
-cluster x period sums alone; :mod:`pipeline.estimation.event_study` reuses them.
+cluster x period sums alone; :mod:`pipeline.did.event_study` reuses them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.results import (
+import polars as pl
+
+from pipeline.did.cells import Cells
+from pipeline.did.panel import NotAggregable, aggregate, check_path, fit_general, prepare
+from pipeline.did.results import (
     TwfeResult,
     count_params,
     jackknife_se,
@@ -22,8 +25,8 @@ from pipeline.estimation.results import (
 )
 
 if TYPE_CHECKING:
-    from pipeline.estimation.panel import Frame
-    from pipeline.estimation.results import PathOption
+    from pipeline.did.panel import Frame
+    from pipeline.did.results import PathOption
 
 
 @dataclass(frozen=True)
@@ -143,13 +146,13 @@ def twfe_cells(cells: Cells, alpha: float = 0.05, *, cv3: bool = True) -> TwfeRe
         y_{it} = a_i + g_t + \beta D_{g(i)t} + e_{it}
 
     CRV1 standard error with the small-sample factor of
-    :func:`~pipeline.estimation.results.small_sample_factor` (K = 1 + T), t(G-1)
+    :func:`~pipeline.did.results.small_sample_factor` (K = 1 + T), t(G-1)
     p-value and interval; cluster-jackknife (CV3J) standard error unless ``cv3=False``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from pipeline.estimation import Cells, twfe_cells
+    >>> from pipeline.did import Cells, twfe_cells
     >>> rng = np.random.default_rng(0)
     >>> n = np.array([3, 4, 5, 6]); D = np.zeros((4, 5)); D[:2, 3:] = 1
     >>> sums = n[:, None] * (rng.normal(size=(4, 5)) + 2.0 * D)
@@ -250,9 +253,48 @@ def twfe(
     >>> round(twfe(df, unit="i", time="t", outcome="y", treatment="d", cluster="g").estimate, 6)
     1.0
     """
-    from pipeline.estimation.panel import run_twfe
-
-    return run_twfe(
+    return _run_twfe(
         panel, unit=unit, time=time, outcome=outcome, treatment=treatment,
         cluster=cluster, path=path, alpha=alpha, cv3=cv3,
+    )
+
+
+def _run_twfe(
+    panel: Frame,
+    *,
+    unit: str,
+    time: str,
+    outcome: str,
+    treatment: str,
+    cluster: str,
+    path: PathOption,
+    alpha: float,
+    cv3: bool,
+) -> TwfeResult:
+    """Dispatch of :func:`~pipeline.did.twfe.twfe` between the aggregated and the general path."""
+    check_path(path)
+    df = prepare(panel, [unit, time, outcome, treatment, cluster])
+    reason = None
+    if path != "general":
+        try:
+            agg = aggregate(df, unit=unit, time=time, outcome=outcome, cluster=cluster, constant=[treatment])
+        except NotAggregable as exc:
+            if path == "aggregated":
+                raise
+            reason = str(exc)
+        else:
+            return twfe_cells(agg.cells, alpha, cv3=cv3)
+    fit = fit_general(df, df[treatment].to_numpy(), unit=unit, time=time, outcome=outcome, cluster=cluster, cv3=cv3)
+    return make_twfe_result(
+        beta=float(fit.beta[0]),
+        vcov_raw=float(fit.vcov_raw[0, 0]),
+        jack=fit.jack[:, 0],
+        n_obs=fit.n_obs,
+        n_params=fit.n_params,
+        n_units=fit.n_units,
+        n_clusters=fit.n_clusters,
+        n_treated_clusters=df.filter(pl.col(treatment) != 0)[cluster].n_unique(),
+        path="general",
+        alpha=alpha,
+        fallback_reason=reason,
     )

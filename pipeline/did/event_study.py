@@ -7,20 +7,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from pipeline.estimation.cells import Cells
-from pipeline.estimation.panel import NotAggregable, aggregate, check_path, fit_general, prepare
-from pipeline.estimation.results import (
+from pipeline.did.cells import Cells
+from pipeline.did.panel import NotAggregable, aggregate, check_path, fit_general, prepare
+from pipeline.did.results import (
     EventStudyResult,
     count_params,
     jackknife_se,
     small_sample_factor,
     t_inference,
 )
-from pipeline.estimation.twfe import fit_cells, leave_one_cluster_out
+from pipeline.did.twfe import fit_cells, leave_one_cluster_out
 
 if TYPE_CHECKING:
-    from pipeline.estimation.panel import Frame
-    from pipeline.estimation.results import PathOption
+    from pipeline.did.panel import Frame
+    from pipeline.did.results import PathOption
 
 
 def event_levels(event_time: np.ndarray, reference: int) -> np.ndarray:
@@ -149,7 +149,7 @@ def event_study(
     ``event_time`` names a column holding, for units in ever-treated clusters,
     the period minus their cluster's start period, and null for never-treated
     units (all their dummies are zero). ``reference`` (default -1) gets no
-    dummy. Dispatch as in :func:`~pipeline.estimation.twfe.twfe`; the event time
+    dummy. Dispatch as in :func:`~pipeline.did.twfe.twfe`; the event time
     must be constant within cluster x period for the aggregated path.
     :meth:`EventStudyResult.pretrend_test` tests the leads jointly.
 

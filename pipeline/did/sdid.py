@@ -31,7 +31,7 @@ import polars as pl
 from scipy import special
 
 if TYPE_CHECKING:
-    from pipeline.estimation.panel import Frame
+    from pipeline.did.panel import Frame
 
 _FIRST_PASS_STEPS = 100
 _MAX_STEPS = 10_000
@@ -131,7 +131,7 @@ def sdid(
     >>> res.tidy()["estimator"].item(), res.n_treated_units
     ('sdid', 2)
     """
-    from pipeline.estimation.panel import prepare
+    from pipeline.did.panel import prepare
 
     df = prepare(panel, [unit, time, outcome, treatment])
     units = np.sort(df[unit].unique().to_numpy())

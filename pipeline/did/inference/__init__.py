@@ -1,6 +1,6 @@
 """Few-cluster inference for the two-way fixed-effects difference in differences.
 
-All procedures work on :class:`pipeline.estimation.cells.Cells` (cluster x period
+All procedures work on :class:`pipeline.did.cells.Cells` (cluster x period
 sums of a balanced panel) and are exact functions of them.  The p-values mean:
 
 ``cv1`` (``TwfeFit.p_value``)
@@ -25,10 +25,10 @@ sums of a balanced panel) and are exact functions of them.  The p-values mean:
 
 from __future__ import annotations
 
-from pipeline.inference._twfe_algebra import TwfeFit, twfe_fit
-from pipeline.inference.bootstrap import BootstrapResult, wild_cluster_bootstrap
-from pipeline.inference.placebo import placebo_size
-from pipeline.inference.randomization import RandomizationResult, randomization_test
+from pipeline.did.inference._twfe_algebra import TwfeFit, twfe_fit
+from pipeline.did.inference.bootstrap import BootstrapResult, wild_cluster_bootstrap
+from pipeline.did.inference.placebo import placebo_size
+from pipeline.did.inference.randomization import RandomizationResult, randomization_test
 
 __all__ = [
     "BootstrapResult",
