@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.did.cells import Cells
-from pipeline.did.panel import NotAggregable, aggregate, check_path, fit_general, prepare
+from pipeline.did.panel import Aggregated, check_path, choose_path, fit_general, prepare
 from pipeline.did.results import (
     EventStudyResult,
     count_params,
@@ -165,20 +165,23 @@ def event_study(
     """
     check_path(path)
     df = prepare(panel, [unit, time, outcome, cluster, event_time], nullable=(event_time,))
+    return fit_event_study(df, unit=unit, time=time, outcome=outcome, cluster=cluster, event_time=event_time,
+                           reference=reference, alpha=alpha, path=path, cv3=cv3)[0]
+
+
+def fit_event_study(
+    df: pl.DataFrame, *, unit: str, time: str, outcome: str, cluster: str, event_time: str, reference: int,
+    alpha: float, path: PathOption, cv3: bool,
+) -> tuple[EventStudyResult, Aggregated | None]:
+    """The event study on a prepared frame, with the aggregated inputs when that path ran (for the inference)."""
     if not (df.schema[event_time].is_integer() or df.schema[event_time].is_float() or df.schema[event_time] == pl.Null):
         raise ValueError(f"event_time {event_time!r}: expected integers, found {df.schema[event_time]}")
-    reason = None
-    if path != "general":
-        try:
-            agg = aggregate(df, unit=unit, time=time, outcome=outcome, cluster=cluster, constant=[event_time])
-        except NotAggregable as exc:
-            if path == "aggregated":
-                raise
-            reason = str(exc)
-        else:
-            E = agg.extra[event_time]
-            cells = agg.cells.with_treatment(np.where(np.isnan(E), 0.0, (E >= 0).astype(float)))
-            return event_study_cells(cells, E, reference=reference, alpha=alpha, cv3=cv3)
+    agg, reason = choose_path(df, unit=unit, time=time, outcome=outcome, cluster=cluster, constant=[event_time],
+                              path=path)
+    if agg is not None:
+        E = agg.extra[event_time]
+        cells = agg.cells.with_treatment(np.where(np.isnan(E), 0.0, (E >= 0).astype(float)))
+        return event_study_cells(cells, E, reference=reference, alpha=alpha, cv3=cv3), Aggregated(cells, agg.extra)
     e = df[event_time].cast(pl.Float64).fill_null(np.nan).to_numpy()
     levels = event_levels(e, reference)
     X = event_dummies(e, levels).T
@@ -197,4 +200,4 @@ def event_study(
         reference=reference,
         alpha=alpha,
         fallback_reason=reason,
-    )
+    ), None

@@ -39,7 +39,11 @@ def check_path(path: str) -> PathOption:
 
 
 def prepare(panel: Frame, columns: list[str], *, nullable: tuple[str, ...] = ()) -> pl.DataFrame:
-    """The named columns as a polars frame; raise if one is missing or holds nulls (NaN outcomes too)."""
+    """The named columns as a polars frame; raise if one is missing or holds nulls (NaN outcomes too).
+
+    A column named twice (e.g. the unit is also the cluster) is taken once.
+    """
+    columns = list(dict.fromkeys(columns))
     pandas = sys.modules.get("pandas")  # a pandas frame exists only once pandas is imported
     if pandas is not None and isinstance(panel, pandas.DataFrame):
         missing = [c for c in columns if c not in panel.columns]
@@ -113,6 +117,26 @@ def aggregate(
     )
     extra = {c: cells[f"_mn{i}"].cast(pl.Float64).fill_null(np.nan).to_numpy().reshape(G, T) for i, c in enumerate(constant)}
     return Aggregated(out, extra)
+
+
+def choose_path(
+    df: pl.DataFrame, *, unit: str, time: str, outcome: str, cluster: str, constant: list[str], path: PathOption
+) -> tuple[Aggregated | None, str | None]:
+    """The one choice between the paths: the aggregated inputs, or None and (on fallback) the reason.
+
+    ``path="general"`` gives (None, None); ``"aggregated"`` raises
+    :class:`NotAggregable` if the panel does not qualify; ``"auto"`` falls back
+    to the general path with the reason.
+    """
+    check_path(path)
+    if path == "general":
+        return None, None
+    try:
+        return aggregate(df, unit=unit, time=time, outcome=outcome, cluster=cluster, constant=constant), None
+    except NotAggregable as exc:
+        if path == "aggregated":
+            raise
+        return None, str(exc)
 
 
 def _first_bad(frame: pl.DataFrame, cond: pl.Expr, key: str, what: str, **fmt: object) -> None:
@@ -196,7 +220,7 @@ def fit_general(
     u, t, g = (codes[c].to_numpy().astype(np.int64) for c in ("u", "t", "g"))
     y = df[outcome].cast(pl.Float64).to_numpy()
     X = np.asarray(X, dtype=float).reshape(len(y), -1)
-    units_nested = bool(df.group_by(unit).agg(pl.col(cluster).n_unique()).get_column(cluster).max() == 1)
+    units_nested = bool(df.group_by(unit).agg(pl.col(cluster).n_unique().alias("_nc")).get_column("_nc").max() == 1)
     beta, V = _panelols(y, X, u, t, g, cov=True)
     G = int(g.max())
     jack = np.full((G, X.shape[1]), np.nan)

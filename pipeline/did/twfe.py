@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.did.cells import Cells
-from pipeline.did.panel import NotAggregable, aggregate, check_path, fit_general, prepare
+from pipeline.did.panel import Aggregated, check_path, choose_path, fit_general, prepare
 from pipeline.did.results import (
     TwfeResult,
     count_params,
@@ -272,18 +272,21 @@ def _run_twfe(
     cv3: bool,
 ) -> TwfeResult:
     """Dispatch of :func:`~pipeline.did.twfe.twfe` between the aggregated and the general path."""
-    check_path(path)
     df = prepare(panel, [unit, time, outcome, treatment, cluster])
-    reason = None
-    if path != "general":
-        try:
-            agg = aggregate(df, unit=unit, time=time, outcome=outcome, cluster=cluster, constant=[treatment])
-        except NotAggregable as exc:
-            if path == "aggregated":
-                raise
-            reason = str(exc)
-        else:
-            return twfe_cells(agg.cells, alpha, cv3=cv3)
+    return fit_twfe(df, unit=unit, time=time, outcome=outcome, treatment=treatment, cluster=cluster, path=path,
+                    alpha=alpha, cv3=cv3)[0]
+
+
+def fit_twfe(
+    df: pl.DataFrame, *, unit: str, time: str, outcome: str, treatment: str, cluster: str, path: PathOption,
+    alpha: float, cv3: bool,
+) -> tuple[TwfeResult, Aggregated | None]:
+    """TWFE on a prepared frame, with the aggregated inputs when that path ran (for the inference)."""
+    check_path(path)
+    agg, reason = choose_path(df, unit=unit, time=time, outcome=outcome, cluster=cluster, constant=[treatment],
+                              path=path)
+    if agg is not None:
+        return twfe_cells(agg.cells, alpha, cv3=cv3), agg
     fit = fit_general(df, df[treatment].to_numpy(), unit=unit, time=time, outcome=outcome, cluster=cluster, cv3=cv3)
     return make_twfe_result(
         beta=float(fit.beta[0]),
@@ -297,4 +300,4 @@ def _run_twfe(
         path="general",
         alpha=alpha,
         fallback_reason=reason,
-    )
+    ), None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -229,3 +231,43 @@ def test_tidy_and_path_validation(panel: pl.DataFrame) -> None:
         twfe(panel, **COLS, path="fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="missing"):
         twfe(panel.drop("d"), **COLS)
+
+
+SHARED_DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
+
+
+def staggered_unit_panel(seed: int, *, units: int = 60, T: int = 8, drop: float = 0.0) -> pl.DataFrame:
+    """A panel clustered by its own units: y_it = a_i + g_t + 0.4 D_it + e_it, three adoption cohorts and
+    never-treated units; ``drop`` removes that share of rows at random (unbalanced)."""
+    rng = np.random.default_rng(seed)
+    start = rng.choice([3, 5, 6, 99], size=units)
+    i, t = np.repeat(np.arange(units), T), np.tile(np.arange(T), units)
+    d = (t >= start[i]).astype(float)
+    y = rng.normal(size=units)[i] + 0.2 * t + 0.4 * d + rng.normal(size=units * T)
+    df = pl.DataFrame({"id": i, "year": t + 2000, "d": d, "y": y})
+    return df.filter(pl.Series(rng.random(df.height) >= drop)) if drop else df
+
+
+@pytest.mark.parametrize("drop", [0.0, 0.15])
+@pytest.mark.parametrize("path", ["auto", "general"])
+def test_cluster_equal_to_unit_equals_pyfixest(drop: float, path: str) -> None:
+    """twfe(..., unit="id", cluster="id") runs (it raised a polars DuplicateError) and equals fixest's CRV1."""
+    pf = pytest.importorskip("pyfixest")
+    df = staggered_unit_panel(11, drop=drop)
+    r = twfe(df, unit="id", time="year", outcome="y", treatment="d", cluster="id", path=path)
+    assert r.path == ("aggregated" if path == "auto" and drop == 0 else "general")
+    ref = pf.feols("y ~ d | id + year", data=df.to_pandas(), vcov={"CRV1": "id"})
+    assert r.estimate == pytest.approx(float(ref.coef().iloc[0]), rel=1e-9, abs=1e-12)
+    assert r.std_error == pytest.approx(float(ref.se().iloc[0]), rel=1e-8)
+    assert r.p_value == pytest.approx(float(ref.pvalue().iloc[0]), rel=1e-6)
+
+
+def test_mpdta_equals_fixest() -> None:
+    """R did's mpdta, counties clustered by themselves: fixest gives -0.036549 (SE 0.013265)."""
+    path = SHARED_DATA / "mpdta.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    m = pl.read_csv(path).with_columns(
+        ((pl.col("treat") == 1) & (pl.col("year") >= pl.col("first.treat"))).cast(pl.Int64).alias("d"))
+    r = twfe(m, unit="countyreal", time="year", outcome="lemp", treatment="d", cluster="countyreal")
+    assert (round(r.estimate, 6), round(r.std_error, 6)) == (-0.036549, 0.013265)
