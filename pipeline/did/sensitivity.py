@@ -64,6 +64,8 @@ Regression Models." *Econometrica* 86(2), 655-683.
 from __future__ import annotations
 
 import itertools
+import warnings
+from math import comb
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -82,11 +84,15 @@ THETA_GRIDS: tuple[str, ...] = ("zero", "estimate")
 _LF_SIMS = 1000
 _LF_SEED = 0
 _TOL_LAMBDA = 1e-6
-_MAX_VERTEX_SUBSETS = 2_000_000
+_MAX_VERTEX_SUBSETS = 20_000
 
 
 class SensitivityInputError(ValueError):
     """The estimates, covariance or options do not fit together."""
+
+
+class OpenIntervalWarning(UserWarning):
+    """A relative-magnitudes interval reaches the end of the grid of candidate effects."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ def honest_from_estimates(
         relative-magnitudes set has both bounds NaN.
 
     Notes
-    -------
+    -----
     Relative magnitudes: for each period :math:`s \\le 0` and sign, the
     polyhedron :math:`A_{s,\\pm}\\delta \\le 0` is tested by the ARP
     conditional test with the least-favourable first stage of size
@@ -320,6 +326,13 @@ def _rm_interval(p: _Problem, mbar: float, grid: np.ndarray) -> tuple[float, flo
             accept |= _arp_accepts(p, a_rm, grid, p.alpha / 10.0)
     if not accept.any():
         return float("nan"), float("nan")
+    if accept[0] or accept[-1]:
+        warnings.warn(
+            f"Mbar={mbar:g}: the interval reaches the end of the grid [{grid[0]:.6g}, {grid[-1]:.6g}]"
+            " and may be longer; widen it with theta_grid='estimate'",
+            OpenIntervalWarning,
+            stacklevel=4,
+        )
     return float(grid[accept].min()), float(grid[accept].max())
 
 
@@ -368,47 +381,99 @@ def _arp_accepts(p: _Problem, a_full: np.ndarray, grid: np.ndarray, kappa: float
     post = slice(p.num_pre, p.num_pre + p.num_post)
     a_gamma_inv = a_full[:, post] @ np.linalg.inv(_gamma_matrix(p.l_vec))
     a_theta, x = a_gamma_inv[:, 0], a_gamma_inv[:, 1:]
-    y0 = a_full @ p.betahat
     sigma_y = a_full @ p.sigma @ a_full.T
-    sd = np.sqrt(np.diag(sigma_y))
-    lam = _dual_vertices(sd, x)
-    if lam.shape[0] == 0:
+    polytope = _DualPolytope.build(np.sqrt(np.diag(sigma_y)), x)
+    if polytope.empty:
         return np.ones(grid.size, dtype=bool)  # unbounded LP: R does not reject
-    lf_cv = _least_favorable_cv(lam, sigma_y, kappa)
-    ys = y0[:, None] - a_theta[:, None] * grid[None, :]
-    values = lam @ ys
-    winner = np.argmax(values, axis=0)
-    eta = values[winner, np.arange(grid.size)]
+    lf_cv = float(np.quantile(polytope.maximum(_r_rmvnorm(_LF_SIMS, sigma_y, _LF_SEED).T)[0], 1.0 - kappa))
+    ys = (a_full @ p.betahat)[:, None] - a_theta[:, None] * grid[None, :]
+    eta, lam = polytope.maximum(ys)
     mod_size = (p.alpha - kappa) / (1.0 - kappa)
     reject = eta > lf_cv
     truncate_at_lf = p.num_post > 1  # R's no-nuisance path does not cap vup at lf_cv
-    for v in np.unique(winner[~reject]):
-        cols = np.flatnonzero((winner == v) & ~reject)
+    keys, vertex_of = np.unique(np.round(lam / np.abs(lam).max(), 10), axis=0, return_inverse=True)
+    for v in np.unique(vertex_of.reshape(-1)[~reject]):
+        cols = np.flatnonzero((vertex_of.reshape(-1) == v) & ~reject)
         reject[cols] = _conditional_rejects(
-            lam, int(v), x, sd, sigma_y, ys[:, cols], eta[cols], lf_cv, mod_size, truncate_at_lf
+            polytope, lam[cols[0]], sigma_y, ys[:, cols], eta[cols], lf_cv, mod_size, truncate_at_lf
         )
     return ~reject
 
 
-def _dual_vertices(sd: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Vertices of :math:`\\{\\lambda \\ge 0: sd'\\lambda = 1, X'\\lambda = 0\\}`.
+class _UnboundedProgram(Exception):
+    """ARP's linear program has no minimum: the dual polytope is empty."""
 
-    The test statistic :math:`\\eta = \\min\\{\\eta: y - X\\delta \\le \\eta\\,
+
+@dataclass(frozen=True)
+class _DualPolytope:
+    """The polytope :math:`\\{\\lambda \\ge 0: sd'\\lambda = 1, X'\\lambda = 0\\}` of ARP's linear program.
+
+    The test statistic :math:`\\eta(y) = \\min\\{\\eta: y - X\\delta \\le \\eta\\,
     sd\\}` equals :math:`\\max_\\lambda \\lambda'y` over this polytope, which
-    does not depend on :math:`y`: its vertices, supported on at most
-    :math:`k+1` moments, are found once and give :math:`\\eta` and the
-    optimal dual vector for every :math:`y` by a matrix product.
+    does not depend on :math:`y`. When the candidate bases are few its
+    vertices (supported on at most :math:`k+1` moments) are listed once, and
+    :math:`\\eta` and the optimal dual vertex for every :math:`y` come from one
+    matrix product; otherwise vertices are found by HiGHS's dual simplex as
+    needed and reused wherever the primal solution they imply is feasible.
     """
+
+    sd: np.ndarray
+    x: np.ndarray
+    vertices: np.ndarray | None  # every vertex, or None when they are found as needed
+    empty: bool
+    lazy: _LazyVertices | None = None
+
+    @classmethod
+    def build(cls, sd: np.ndarray, x: np.ndarray) -> _DualPolytope:
+        m, k = x.shape
+        if m < k + 1:
+            return cls(sd, x, np.zeros((0, m)), True)
+        if comb(m, k + 1) <= _MAX_VERTEX_SUBSETS:
+            vertices = _dual_vertices(sd, x)
+            return cls(sd, x, vertices, vertices.shape[0] == 0)
+        lazy = _LazyVertices(sd, x)
+        try:
+            lazy.solve(np.zeros(m))
+        except _UnboundedProgram:
+            return cls(sd, x, None, True)
+        return cls(sd, x, None, False, lazy)
+
+    def maximum(self, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:math:`\\eta` for each column of ``ys`` and an optimal vertex (rows)."""
+        if self.vertices is not None:
+            values = self.vertices @ ys
+            best = np.argmax(values, axis=0)
+            return values[best, np.arange(ys.shape[1])], self.vertices[best]
+        assert self.lazy is not None
+        return self.lazy.maximum(ys)
+
+    def truncation(
+        self, gamma: np.ndarray, sigma_y: np.ndarray, ys: np.ndarray, var_b: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Range of :math:`c = \\gamma'y` over which ``gamma`` stays optimal along :math:`y = s + bc` (exact)."""
+        b = sigma_y @ gamma / var_b
+        s_t = ys - b[:, None] * (gamma @ ys)[None, :]
+        if self.vertices is not None:
+            slope = 1.0 - self.vertices @ b
+            level = self.vertices @ s_t
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = level / slope[:, None]
+            lower = np.where(slope[:, None] > 1e-12, ratio, -np.inf).max(axis=0)
+            upper = np.where(slope[:, None] < -1e-12, ratio, np.inf).min(axis=0)
+            return lower, upper
+        assert self.lazy is not None
+        eta, sigma_b = gamma @ ys, np.sqrt(var_b)
+        low0 = np.minimum(-100.0, eta - 20.0 * sigma_b)  # R's starting bracket
+        high0 = np.maximum(100.0, eta + 20.0 * sigma_b)
+        lower = np.array([self.lazy.edge(s, b, c) for s, c in zip(s_t.T, low0)])
+        upper = np.array([self.lazy.edge(s, b, c) for s, c in zip(s_t.T, high0)])
+        return lower, upper
+
+
+def _dual_vertices(sd: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Every vertex of the dual polytope, from the bases of :math:`k+1` moments."""
     m, k = x.shape
     w = np.column_stack([sd, x])
-    if m < k + 1:
-        return np.zeros((0, m))
-    n_subsets = _n_choose(m, k + 1)
-    if n_subsets > _MAX_VERTEX_SUBSETS:
-        raise SensitivityInputError(
-            f"num_post: {k + 1} post-periods give {n_subsets} candidate vertices;"
-            f" expected at most {_MAX_VERTEX_SUBSETS}"
-        )
     subsets = np.array(list(itertools.combinations(range(m), k + 1)), dtype=np.intp)
     mats = np.transpose(w[subsets], (0, 2, 1))  # W_S', (n, k+1, k+1)
     scale = np.prod(np.linalg.norm(mats, axis=2), axis=1)
@@ -427,17 +492,114 @@ def _dual_vertices(sd: np.ndarray, x: np.ndarray) -> np.ndarray:
     return lam[np.sort(first)]
 
 
-def _n_choose(n: int, k: int) -> int:
-    from math import comb
+class _LazyVertices:
+    """Vertices of the dual polytope found by HiGHS as needed, each with primal solutions that certify it.
 
-    return comb(n, k)
+    A vertex :math:`\\lambda` is optimal for :math:`y` when some primal point
+    :math:`(\\eta, \\delta)` with :math:`\\eta = \\lambda'y` satisfies every
+    moment. The candidates are the point fixed by the binding moments (a
+    vertex with :math:`k+1` of them) and the primal solutions of the programs
+    that found the vertex; a certified :math:`y` needs no program.
+    """
+
+    def __init__(self, sd: np.ndarray, x: np.ndarray) -> None:
+        self.w = np.column_stack([sd, x])
+        self.vertices: list[np.ndarray] = []
+        self.deltas: list[list[np.ndarray]] = []
+
+    def solve(self, y: np.ndarray) -> int:
+        """Solve for one ``y`` (HiGHS dual simplex on the primal); the index of its optimal vertex."""
+        k1 = self.w.shape[1]
+        res = optimize.linprog(
+            np.eye(k1)[0], A_ub=-self.w, b_ub=-y, bounds=[(None, None)] * k1, method="highs-ds"
+        )
+        if res.status == 3:
+            raise _UnboundedProgram
+        if res.status != 0:
+            raise ArithmeticError(f"ARP linear program: expected an optimum, HiGHS says {res.message}")
+        vertex = np.clip(-res.ineqlin.marginals, 0.0, None)
+        for j, known in enumerate(self.vertices):
+            if np.allclose(known, vertex, rtol=1e-9, atol=1e-12 * float(np.abs(vertex).max())):
+                self.deltas[j].append(res.x[1:])
+                return j
+        self.vertices.append(vertex)
+        self.deltas.append([res.x[1:]])
+        return len(self.vertices) - 1
+
+    def certified(self, j: int, ys: np.ndarray) -> np.ndarray:
+        """Columns of ``ys`` for which vertex ``j`` is certainly optimal."""
+        vertex = self.vertices[j]
+        eta = vertex @ ys
+        ok = np.zeros(ys.shape[1], dtype=bool)
+        tol = 1e-10 * (float(np.abs(ys).max()) + 1.0)
+        support = np.flatnonzero(vertex > _TOL_LAMBDA * float(np.abs(vertex).max()))
+        candidates = [np.stack(self.deltas[j], axis=1)]  # (k, n_stored)
+        if support.size == self.w.shape[1]:
+            inv_b = np.linalg.inv(self.w[support])
+            candidates.append(None)
+        for cand in candidates:
+            if cand is None:
+                point = inv_b @ ys[support]
+                slack = ys - self.w @ point
+                ok |= np.all(slack <= tol, axis=0)
+                continue
+            # y - X delta <= eta sd for some stored delta
+            resid = ys[:, :, None] - (self.w[:, 1:] @ cand)[:, None, :] - self.w[:, :1, None] * eta[None, :, None]
+            ok |= np.any(np.all(resid <= tol, axis=0), axis=1)
+        return ok
+
+    def maximum(self, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:math:`\\eta` and an optimal vertex for each column of ``ys``."""
+        n = ys.shape[1]
+        index = np.full(n, -1)
+        while (index < 0).any():
+            cols = np.flatnonzero(index < 0)
+            if self.vertices:
+                best = np.argmax(np.array(self.vertices) @ ys[:, cols], axis=0)
+                for j in np.unique(best):
+                    mine = cols[best == j]
+                    index[mine[self.certified(int(j), ys[:, mine])]] = j
+                cols = np.flatnonzero(index < 0)
+                if cols.size == 0:
+                    break
+            index[cols[0]] = self.solve(ys[:, cols[0]])
+        lam = np.array(self.vertices)[index]
+        return np.einsum("ij,ji->i", lam, ys), lam
+
+    def edge(self, s: np.ndarray, b: np.ndarray, start: float) -> float:
+        """Edge of :math:`\\{c: \\max_\\lambda \\lambda'(s + bc) = c\\}` on the side of R's bracket ``start``.
+
+        The edge over the known vertices lies at or beyond the true one; it is
+        the true edge once the vertex attaining it is certified there,
+        or once the program solved there finds nothing larger; otherwise that
+        program adds a vertex. If R's
+        bracket is inside the set the edge is infinite, as in R.
+        """
+        side = np.sign(start)
+        for _ in range(200):
+            lam = np.array(self.vertices)
+            slope, level = 1.0 - lam @ b, lam @ s
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = level / slope
+            if side > 0:
+                c = float(np.where(slope < -1e-12, ratio, np.inf).min())
+                c = min(c, start)
+            else:
+                c = float(np.where(slope > 1e-12, ratio, -np.inf).max())
+                c = max(c, start)
+            y = s + b * c
+            j = int(np.argmax(lam @ y))
+            if not self.certified(j, y[:, None])[0]:
+                j = self.solve(y)
+                if float(self.vertices[j] @ y) > c + 1e-9 * (abs(c) + 1.0):
+                    continue  # a vertex beyond the known ones cuts the set
+            return float(side * np.inf) if c == start else c
+        raise ArithmeticError("ARP truncation: no edge after 200 programs")
 
 
 def _conditional_rejects(
-    lam: np.ndarray,
-    v: int,
-    x: np.ndarray,
-    sd: np.ndarray,
+    polytope: _DualPolytope,
+    gamma: np.ndarray,
     sigma_y: np.ndarray,
     ys: np.ndarray,
     eta: np.ndarray,
@@ -445,19 +607,19 @@ def _conditional_rejects(
     mod_size: float,
     truncate_at_lf: bool,
 ) -> np.ndarray:
-    """Second stage of the hybrid test for the grid points whose optimal dual vertex is ``v``."""
-    gamma = lam[v]
+    """Second stage of the hybrid test for grid points sharing the optimal dual vertex ``gamma``."""
+    x = polytope.x
     k = x.shape[1]
     binding = gamma > _TOL_LAMBDA
     x_b = x[binding]
     full_rank = k == 0 or (x_b.shape[0] > 0 and np.linalg.matrix_rank(x_b) == min(x_b.shape))
     var_b = float(gamma @ sigma_y @ gamma)
     if int(binding.sum()) == k + 1 and full_rank:
-        vlo, vup = _truncation_primal(gamma, binding, x, sd, sigma_y, ys, var_b)
+        vlo, vup = _truncation_primal(gamma, binding, x, polytope.sd, sigma_y, ys, var_b)
     else:
         if abs(var_b) < np.finfo(float).eps:
             return eta > 0
-        vlo, vup = _truncation_dual(lam, gamma, sigma_y, ys, eta, var_b)
+        vlo, vup = _r_bracket(*polytope.truncation(gamma, sigma_y, ys, var_b), eta, np.sqrt(var_b))
     sigma_b = np.sqrt(var_b)
     if truncate_at_lf:
         vup = np.minimum(vup, lf_cv)
@@ -490,42 +652,13 @@ def _truncation_primal(
     return vlo, vup
 
 
-def _truncation_dual(
-    lam: np.ndarray,
-    gamma: np.ndarray,
-    sigma_y: np.ndarray,
-    ys: np.ndarray,
-    eta: np.ndarray,
-    var_b: float,
+def _r_bracket(
+    lower: np.ndarray, upper: np.ndarray, eta: np.ndarray, sigma_b: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Truncation points keeping ``gamma`` optimal along :math:`y = s + b c` (ARP's dual approach).
-
-    R finds them by bisection between :math:`\\pm\\max(100, |\\eta| + 20\\sigma_B)`;
-    over the dual vertices they are ratios in closed form, and a bound beyond
-    R's starting bracket is infinite as in R.
-    """
-    b = sigma_y @ gamma / var_b
-    s_t = ys - b[:, None] * (gamma @ ys)[None, :]
-    slope = 1.0 - lam @ b
-    level = lam @ s_t
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = level / slope[:, None]
-    lower = np.where(slope[:, None] > 1e-12, ratio, -np.inf).max(axis=0)
-    upper = np.where(slope[:, None] < -1e-12, ratio, np.inf).min(axis=0)
-    sigma_b = np.sqrt(var_b)
+    """R's dual approach bisects from :math:`\\eta \\mp \\max(100, |\\eta| + 20\\sigma_B)`: an edge beyond is infinite."""
     lower = np.where(lower < np.minimum(-100.0, eta - 20 * sigma_b), -np.inf, np.minimum(lower, eta))
     upper = np.where(upper > np.maximum(100.0, eta + 20 * sigma_b), np.inf, np.maximum(upper, eta))
     return lower, upper
-
-
-def _least_favorable_cv(lam: np.ndarray, sigma_y: np.ndarray, kappa: float) -> float:
-    """The :math:`1-\\kappa` quantile of :math:`\\eta` at :math:`y \\sim N(0, \\Sigma_Y)`.
-
-    Uses R's 1000 draws: ``set.seed(0)`` then ``mvtnorm::rmvnorm``.
-    """
-    draws = _r_rmvnorm(_LF_SIMS, sigma_y, _LF_SEED)
-    eta = (draws @ lam.T).max(axis=1)
-    return float(np.quantile(eta, 1.0 - kappa))
 
 
 def _truncnorm_ppf(p: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

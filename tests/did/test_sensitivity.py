@@ -266,3 +266,48 @@ def test_validation_names_what_was_expected() -> None:
                               target=np.array([1.0, 2.0]))
     with pytest.raises(SensitivityInputError, match="symmetric"):
         original_ci(b, np.triu(np.ones((3, 3))), num_pre=2, num_post=1)
+
+
+def test_primal_and_dual_truncations_agree() -> None:
+    """ARP's primal truncation (binding moments) equals the exact range over which the dual vertex stays optimal."""
+    rng = np.random.default_rng(1)
+    checked = 0
+    for _ in range(60):
+        m, k = 7, 2
+        root = rng.normal(size=(m, m))
+        sigma = root @ root.T / m + 0.1 * np.eye(m)
+        sd, x = np.sqrt(np.diag(sigma)), rng.normal(size=(m, k))
+        polytope = hs._DualPolytope.build(sd, x)
+        if polytope.empty:
+            continue
+        ys = rng.multivariate_normal(np.zeros(m), sigma, size=4).T
+        _, lam = polytope.maximum(ys)
+        for j in range(ys.shape[1]):
+            gamma = lam[j]
+            binding = gamma > hs._TOL_LAMBDA
+            if binding.sum() != k + 1:
+                continue
+            var_b = float(gamma @ sigma @ gamma)
+            primal = hs._truncation_primal(gamma, binding, x, sd, sigma, ys[:, [j]], var_b)
+            dual = polytope.truncation(gamma, sigma, ys[:, [j]], var_b)
+            np.testing.assert_allclose(np.r_[primal], np.r_[dual], rtol=1e-8, atol=1e-10)
+            checked += 1
+    assert checked > 50
+
+
+def test_vertices_found_by_highs_agree_with_enumeration(
+    medicaid: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path for many post-periods (vertices from HiGHS as needed) gives R's numbers too."""
+    b, v = medicaid
+    monkeypatch.setattr(hs, "_MAX_VERTEX_SUBSETS", 0)
+    got = _bounds(honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="relative_magnitudes",
+                                        values=[0.5, 2.0], theta_grid="estimate"))
+    np.testing.assert_allclose(got, np.array(CACHE_2024_RM_AVERAGE)[[1, 4]], atol=1e-9)
+
+
+def test_open_interval_warns(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    b, v = medicaid
+    with pytest.warns(hs.OpenIntervalWarning, match="end of the grid"):
+        honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="relative_magnitudes", values=[8.0],
+                              grid_points=100)
