@@ -23,12 +23,19 @@ are read and their tables written in the flow process, which alone holds the Duc
 file; the write is one transaction, as on the default runner.
 
 The pseudonymisation key is never a flow parameter (Prefect stores parameters):
-the load task reads it itself, from the Secret block ``kokeilu-pseudonym-key``
-or the ``KOKEILU_PSEUDONYM_KEY`` environment variable.
+the tasks that need it read it themselves, from the Secret block
+``kokeilu-pseudonym-key`` or the ``KOKEILU_PSEUDONYM_KEY`` environment variable.
+
+Retries are for what may pass on a second try (a file system or database hiccup).
+An error the user must act on (:class:`~pipeline.errors.KokeiluError`: a bad or
+foreign key, an unusable delivery, a refused file, a month out of its volume band)
+is never retried, and Prefect's logs carry its one line without a traceback: the
+flow ends with the same message and exit code as ``kokeilu run --no-orchestrate``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline import analysis
 from pipeline import db as _db
 from pipeline import evaluation as ev
+from pipeline.errors import KokeiluError
 from schemas.config import EvaluationConfig
 
 KEY_ENV = "KOKEILU_PSEUDONYM_KEY"
@@ -66,6 +74,28 @@ class EvaluateParameters(BaseModel):
     dask_address: str | None = None
     processes: int | None = Field(default=None, ge=1)
     """Processes sharing the estimation units on the default runner (None: one per CPU, at most three)."""
+    allow_shrink: str | None = None
+    """The reason to load Kela-style files that would empty or shrink their month (None: refuse them)."""
+
+
+def retry_unless_expected(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed task unless it failed with an error the user must act on (retrying cannot help)."""
+    return not isinstance(state.data, KokeiluError)
+
+
+class _ExpectedErrorsInOneLine(logging.Filter):
+    """Drop the traceback from Prefect's log record of a :class:`KokeiluError`: its message is the whole story."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, KokeiluError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_ONE_LINE = _ExpectedErrorsInOneLine()
+for _name in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_name).addFilter(_ONE_LINE)
 
 
 def resolve_key() -> bytes:
@@ -85,21 +115,25 @@ def resolve_key() -> bytes:
     return value.encode("utf-8")
 
 
-@task(name="begin run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="begin run", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_expected,
+      cache_policy=NO_CACHE)
 def begin(params: EvaluateParameters) -> str:
-    """Record the run in meta.runs."""
-    return ev.begin(params.db, params.config, kela=params.kela, avain=params.avain, corrections=params.corrections)
+    """Check the key against the database, mark abandoned runs, record the run in meta.runs."""
+    return ev.begin(params.db, params.config, kela=params.kela, avain=params.avain, corrections=params.corrections,
+                    key=resolve_key())
 
 
-@task(name="load and validate", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="load and validate", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless_expected,
+      cache_policy=NO_CACHE)
 def load(params: EvaluateParameters, run_id: str) -> dict[str, Any]:
-    """Load the delivery into staging and quarantine bad rows (the expectation suites run beside the
-    panels and the estimation, see ``start_suites``)."""
+    """Load the delivery into staging, quarantine bad rows, check the months' volumes (the expectation
+    suites run beside the panels and the estimation, see ``start_suites``)."""
     return ev.load_stage(params.db, params.config, run_id=run_id, key=resolve_key(), kela=params.kela,
-                         avain=params.avain, corrections=params.corrections, out=params.out, suites=False)
+                         avain=params.avain, corrections=params.corrections, out=params.out, suites=False,
+                         allow_shrink=params.allow_shrink)
 
 
-@task(name="start expectation suites", retries=1, cache_policy=NO_CACHE)
+@task(name="start expectation suites", retries=1, retry_condition_fn=retry_unless_expected, cache_policy=NO_CACHE)
 def start_suites(params: EvaluateParameters, run_id: str) -> ev.PendingSuites:
     """Start the suites' child process of lower priority: it imports Great Expectations while the delivery loads."""
     return ev.PendingSuites(run_id=run_id, out=params.out)
@@ -143,7 +177,8 @@ def estimate_unit(frames: dict[str, Any], config: EvaluationConfig, unit: analys
     return analysis.run_unit(frames, config, unit)
 
 
-@task(name="write estimates", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="write estimates", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_expected,
+      cache_policy=NO_CACHE)
 def write_estimates(params: EvaluateParameters, run_id: str, parts: list[dict[str, Any]]) -> None:
     """Combine the units' tables, apply disclosure control and write them under ``run_id`` in one transaction."""
     tables = analysis.combine(parts, params.config)
@@ -188,13 +223,14 @@ def dask_runner(address: str | None) -> Any:
     return DaskTaskRunner(cluster_kwargs=dict(LOCAL_CLUSTER))
 
 
-@task(name="write report", retries=1, cache_policy=NO_CACHE)
+@task(name="write report", retries=1, retry_condition_fn=retry_unless_expected, cache_policy=NO_CACHE)
 def report(params: EvaluateParameters, run_id: str) -> Path:
     """Write the HTML report."""
     return ev.report_stage(params.db, params.config, run_id=run_id, out=params.out)
 
 
-@task(name="finish run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="finish run", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_expected,
+      cache_policy=NO_CACHE)
 def finish(params: EvaluateParameters, run_id: str, status: str, message: str | None = None) -> None:
     """Mark the run completed or failed."""
     ev.end(params.db, run_id=run_id, status=status, message=message)
@@ -250,7 +286,8 @@ def _headline_artifact(frame: Any, run_id: str) -> None:
 def run_evaluate_flow(*, kela: Path, avain: Path | None, db: Path, out: Path, config: EvaluationConfig,
                       key: bytes, corrections: Path | None = None,
                       task_runner: Literal["default", "dask"] = "default",
-                      dask_address: str | None = None, processes: int | None = None) -> ev.EvaluationSummary:
+                      dask_address: str | None = None, processes: int | None = None,
+                      allow_shrink: str | None = None) -> ev.EvaluationSummary:
     """Run the flow in-process (ephemeral Prefect unless ``PREFECT_API_URL`` is set) and summarise it.
 
     ``task_runner="dask"`` fans the estimation out on Dask: on the scheduler at
@@ -260,7 +297,8 @@ def run_evaluate_flow(*, kela: Path, avain: Path | None, db: Path, out: Path, co
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ[KEY_ENV] = key.decode("utf-8")
     params = EvaluateParameters(kela=kela, avain=avain, corrections=corrections, db=db, out=out, config=config,
-                                task_runner=task_runner, dask_address=dask_address, processes=processes)
+                                task_runner=task_runner, dask_address=dask_address, processes=processes,
+                                allow_shrink=allow_shrink)
     run_id = evaluate(params)
     return ev.EvaluationSummary(run_id=run_id, db=db, report=out / "report" / "index.html",
                                 headline=ev.headline(db, run_id=run_id, config=config))

@@ -7,10 +7,11 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.evaluate import retry_unless_expected
 from schemas.config import EvaluationConfig
 
 
-@task(name="validate delivery", retries=2, retry_delay_seconds=5)
+@task(name="validate delivery", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless_expected)
 def validate_directory(directory: Path, config: EvaluationConfig) -> dict:
     """Run the contract checks on every file of a delivery directory."""
     from pipeline.load import validate_delivery
@@ -30,5 +31,9 @@ def validate(directory: Path, config: EvaluationConfig = EvaluationConfig()) -> 
         description="Contract violations of the delivery",
     )
     if result["exit_code"] != 0:
-        raise RuntimeError(f"delivery {directory} breaks its contract (exit code {result['exit_code']})")
+        from pipeline.errors import ContractViolationError, InputError
+
+        error = InputError if result["exit_code"] == 2 else ContractViolationError
+        raise error(f"delivery {directory} breaks its contract (exit code {result['exit_code']}): "
+                    "see the contract-check artifact")
     return result["exit_code"]

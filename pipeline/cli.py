@@ -4,14 +4,28 @@ Start-up stays fast: Prefect, Great Expectations, linearmodels and the estimator
 are imported inside the commands that need them, never at module level, so
 ``kokeilu --help`` imports none of them.
 
-Every failure the user can cause ends in one line on stderr and a non-zero exit
-code (2 for unusable input or arguments), never a traceback.
+Every failure the user can cause ends in one line on stderr and a documented exit
+code, never a traceback:
+
+====  ==========================================================================
+0     success (``validate``: the delivery keeps its contract)
+1     ``validate``: contract violations; ``run``/``demo``: the run failed or was
+      refused (a file that would empty or shrink its month, a month whose volume
+      departs from its neighbours'); the database is at its last good state
+2     unusable input or arguments: a missing directory, a bad configuration, no
+      key or a key too short, a key other than the one that built the database,
+      a database in use by another run
+3     an internal error (a bug: ``KOKEILU_DEBUG=1`` shows the traceback)
+130   interrupted
+====  ==========================================================================
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -53,6 +67,26 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn every error the user can act on (:class:`~pipeline.errors.KokeiluError`) into its one line and
+    exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        from pipeline.errors import KokeiluError
+
+        try:
+            command(*args, **kwargs)
+        except KokeiluError as exc:
+            fail(str(exc), exc.exit_code)
+
+    return wrapper
+
+
+ALLOW_SHRINK_HELP = ("Load Kela-style files that would empty or shrink their month by more than "
+                     "loading.max_month_shrink; the reason is kept in meta.loaded_files.override_reason.")
+
+
 def _config(path: Path | None):  # noqa: ANN202 - the config type is imported lazily
     from schemas.config import ConfigError, load_config
 
@@ -73,6 +107,7 @@ def _key() -> bytes:
 
 
 @app.command()
+@one_line_errors
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the delivery into.")],
     scale: Annotated[Scale, typer.Option(help="Size of the delivery.")] = Scale.small,
@@ -82,7 +117,7 @@ def generate(
     """Write a synthetic Kela-style and AVAIN-style delivery with known planted effects and truth.json."""
     from fixtures.generator import generate as _generate
 
-    truth = _generate(out, scale=scale.value, seed=seed, anticipation=anticipation)
+    truth = _write_delivery(_generate, out, scale=scale.value, seed=seed, anticipation=anticipation)
     typer.echo(
         f"wrote {scale.value} delivery to {out} (seed {seed}): "
         f"{truth['rows']['kela']:,} Kela-style rows, {truth['rows']['avain']:,} AVAIN-style rows, "
@@ -91,24 +126,29 @@ def generate(
 
 
 @app.command()
+@one_line_errors
 def validate(
     directory: Annotated[Path, typer.Argument(help="Delivery directory (Kela-style and/or AVAIN-style files).")],
     db: Annotated[Path | None, typer.Option("--db", help="Also load the valid rows into this DuckDB file.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Evaluation configuration (TOML).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    allow_shrink: Annotated[str | None, typer.Option("--allow-shrink", metavar="REASON",
+                                                      help=ALLOW_SHRINK_HELP)] = None,
 ) -> None:
     """Check every extract in DIRECTORY against the contracts: exit 0 clean, 1 violations, 2 unusable input."""
     cfg = _config(config)
     key = _key() if db is not None else None
+    _check_reason(allow_shrink)
     from pipeline.load import validate_delivery
 
     if not directory.exists():
         fail(f"{directory} does not exist")
-    report = validate_delivery(directory, config=cfg)
-    if db is not None:
+    if db is None:
+        report = validate_delivery(directory, config=cfg, allow_empty=allow_shrink is not None)
+    else:
         from pipeline.evaluation import load_only
 
-        report = load_only(directory, db=db, config=cfg, key=key)
+        report = load_only(directory, db=db, config=cfg, key=key, allow_shrink=allow_shrink)
     if as_json:
         typer.echo(report.to_json())
     else:
@@ -117,6 +157,7 @@ def validate(
 
 
 @app.command()
+@one_line_errors
 def run(
     kela: Annotated[Path, typer.Option("--kela", help="Directory of Kela-style monthly files.")],
     avain: Annotated[Path | None, typer.Option("--avain", help="Directory of AVAIN-style files.")] = None,
@@ -135,10 +176,13 @@ def run(
     processes: Annotated[int | None, typer.Option(
         "--processes", min=1, help="Processes sharing the estimation (default: one per CPU, at most 3; "
                                    "1: all in the run's process). Not with --task-runner dask.")] = None,
+    allow_shrink: Annotated[str | None, typer.Option("--allow-shrink", metavar="REASON",
+                                                      help=ALLOW_SHRINK_HELP)] = None,
 ) -> None:
     """The full evaluation: load, validate, build panels, estimate, write results and the report."""
     cfg = _config(config)
     key = _key()
+    _check_reason(allow_shrink)
     for label, path in (("--kela", kela), ("--avain", avain), ("--corrections", corrections)):
         if path is not None and not path.is_dir():
             fail(f"{label} {path}: not a directory")
@@ -150,10 +194,11 @@ def run(
         fail("--processes is for the default task runner: Dask decides where the estimation runs")
     _run_and_print(kela=kela, avain=avain, db=db, out=out, cfg=cfg, key=key, orchestrate=orchestrate,
                    corrections=corrections, task_runner=task_runner.value, dask_address=dask_address,
-                   processes=processes)
+                   processes=processes, allow_shrink=allow_shrink)
 
 
 @app.command()
+@one_line_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for the delivery, database and report.")] = DEFAULT_OUT,
     scale: Annotated[Scale, typer.Option(help="Size of the generated delivery.")] = Scale.small,
@@ -167,7 +212,7 @@ def demo(
     cfg = _config(None)
     delivery = out / "delivery"
     typer.echo(f"generating a {scale.value} synthetic delivery into {delivery} ...")
-    _generate(delivery, scale=scale.value, seed=seed)
+    _write_delivery(_generate, delivery, scale=scale.value, seed=seed)
     typer.echo("using kokeilu's fixed demo pseudonymisation key (for synthetic data only)")
     _run_and_print(
         kela=delivery / "kela",
@@ -181,31 +226,41 @@ def demo(
     )
 
 
+def _write_delivery(generate_: Callable[..., dict], out: Path, **options: object) -> dict:
+    """Generate a synthetic delivery into ``out``; a directory that cannot be written is one line, exit 2."""
+    try:
+        return generate_(out, **options)
+    except OSError as exc:
+        fail(f"cannot write the delivery to {out}: {exc.strerror or exc}")
+
+
+def _check_reason(reason: str | None) -> None:
+    if reason is not None and not reason.strip():
+        fail("--allow-shrink needs a reason, e.g. --allow-shrink 'Kela withdrew May 2018, ticket 1234'")
+
+
 def _run_and_print(*, kela: Path, avain: Path | None, db: Path, out: Path, cfg, key: bytes,  # noqa: ANN001
                    orchestrate: bool, corrections: Path | None = None, task_runner: str = "default",
-                   dask_address: str | None = None, processes: int | None = None) -> None:
-    from pipeline.errors import KokeiluError
+                   dask_address: str | None = None, processes: int | None = None,
+                   allow_shrink: str | None = None) -> None:
+    if orchestrate:
+        from flows.evaluate import run_evaluate_flow
 
-    try:
-        if orchestrate:
-            from flows.evaluate import run_evaluate_flow
+        summary = run_evaluate_flow(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
+                                    corrections=corrections, task_runner=task_runner, dask_address=dask_address,
+                                    processes=processes, allow_shrink=allow_shrink)
+    else:
+        from pipeline.evaluation import run_evaluation
 
-            summary = run_evaluate_flow(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
-                                        corrections=corrections, task_runner=task_runner, dask_address=dask_address,
-                                        processes=processes)
-        else:
-            from pipeline.evaluation import run_evaluation
-
-            summary = run_evaluation(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
-                                     corrections=corrections, processes=processes)
-    except KokeiluError as exc:
-        fail(str(exc), exc.exit_code)
+        summary = run_evaluation(kela=kela, avain=avain, db=db, out=out, config=cfg, key=key,
+                                 corrections=corrections, processes=processes, allow_shrink=allow_shrink)
     from pipeline.evaluation import print_summary
 
     print_summary(summary)
 
 
 @app.command()
+@one_line_errors
 def report(
     db: Annotated[Path, typer.Option("--db", help="Results database (DuckDB).")] = DEFAULT_DB,
     out: Annotated[Path, typer.Option("--out", help="Directory to write the report into.")] = DEFAULT_OUT / "report",
@@ -216,17 +271,14 @@ def report(
     cfg = _config(config)
     if not db.exists():
         fail(f"results database {db} does not exist: run `kokeilu run` or `kokeilu demo` first")
-    from pipeline.errors import KokeiluError
     from pipeline.report import build_report
 
-    try:
-        path = build_report(db, out, run_id=run_id, config=cfg)
-    except KokeiluError as exc:
-        fail(str(exc), exc.exit_code)
+    path = build_report(db, out, run_id=run_id, config=cfg)
     typer.echo(f"report: {path}")
 
 
 @app.command()
+@one_line_errors
 def serve(
     kela: Annotated[Path, typer.Option("--kela", help="Directory where Kela deliveries arrive.")] = Path("deliveries/kela"),
     avain: Annotated[Path | None, typer.Option("--avain", help="Directory where AVAIN deliveries arrive.")] = None,
@@ -235,12 +287,8 @@ def serve(
 ) -> None:
     """Register the Prefect deployments with their schedules and serve them (needs PREFECT_API_URL)."""
     from flows.deployments import serve_deployments
-    from pipeline.errors import KokeiluError
 
-    try:
-        serve_deployments(kela=kela, avain=avain, db=db, cron=cron)
-    except KokeiluError as exc:
-        fail(str(exc), exc.exit_code)
+    serve_deployments(kela=kela, avain=avain, db=db, cron=cron)
 
 
 def main() -> None:
@@ -253,6 +301,11 @@ def main() -> None:
         typer.echo("kokeilu: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        from pipeline.errors import KokeiluError
+
+        if isinstance(exc, KokeiluError):  # raised outside a command (the commands map their own)
+            typer.echo(f"kokeilu: {exc}", err=True)
+            sys.exit(exc.exit_code)
         if os.environ.get("KOKEILU_DEBUG"):
             raise
         typer.echo(f"kokeilu: internal error: {type(exc).__name__}: {exc} (set KOKEILU_DEBUG=1 for details)",

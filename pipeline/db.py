@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +30,7 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 RESULT_MODELS: tuple[str, ...] = (
     "meta/runs.sql",
+    "meta/key_fingerprint.sql",
     "results/did_estimates.sql",
     "results/event_study.sql",
     "results/pretrend_tests.sql",
@@ -176,13 +179,23 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
+def this_process() -> tuple[str, int, dt.datetime]:
+    """Host name, process id and process start time (UTC) of the calling process, as a run records them."""
+    import psutil
+
+    pid = os.getpid()
+    return socket.gethostname(), pid, dt.datetime.fromtimestamp(psutil.Process(pid).create_time(), dt.UTC)
+
+
 def start_run(con: duckdb.DuckDBPyConnection, *, run_id: str, config_json: str, inputs: list[dict[str, str]]) -> None:
-    """Record a run as ``running`` (committed at once, so a killed run stays visible)."""
+    """Record a run as ``running`` (committed at once, so a killed run stays visible), with the host, id and
+    start time of its process: a later run tells from them whether it is still alive."""
     ensure_result_tables(con)
+    host, pid, started = this_process()
     con.execute(
-        "insert into meta.runs (run_id, started_at, status, code_version, config, inputs) "
-        "values (?, now(), 'running', ?, ?, ?)",
-        [run_id, code_version(), config_json, json.dumps(inputs)],
+        "insert into meta.runs (run_id, started_at, status, code_version, config, inputs, host, pid, "
+        "process_started_at) values (?, now(), 'running', ?, ?, ?, ?, ?, ?)",
+        [run_id, code_version(), config_json, json.dumps(inputs), host, pid, started],
     )
 
 

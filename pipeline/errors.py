@@ -21,3 +21,9 @@ class RunFailedError(KokeiluError):
     """An evaluation run failed; the database is left at its last good state."""
 
     exit_code = 1
+
+
+class ContractViolationError(KokeiluError):
+    """A delivery breaks its contract (``kokeilu validate`` exit code 1)."""
+
+    exit_code = 1

@@ -42,15 +42,26 @@ class EvaluationSummary:
 
 
 def begin(db: Path, config: EvaluationConfig, *, kela: Path, avain: Path | None,
-          corrections: Path | None = None) -> str:
-    """Create the results tables if needed and record a new run as ``running``.
+          corrections: Path | None = None, key: bytes) -> str:
+    """Check the key, create the results tables if needed and record a new run as ``running``.
 
-    The input files are listed now; their SHA-256 is filled in by :func:`load_stage`
-    from the bytes the loader reads (hashing 1 GB twice costs seconds).
+    Under another pseudonymisation key than the one that built the database the run
+    stops here, before it writes anything
+    (:class:`~pipeline.load.guards.KeyMismatchError`). Runs of this host whose
+    process died while ``running`` are marked ``abandoned``. The input files are
+    listed now; their SHA-256 is filled in by :func:`load_stage` from the bytes the
+    loader reads (hashing 1 GB twice costs seconds).
     """
+    from pipeline.load import guards
+    from pipeline.pseudonym import Pseudonymiser
+
+    Pseudonymiser(key)  # a key too short is refused before anything is written
     run_id = _db.new_run_id()
     inputs = _db.input_manifest(kela, avain, corrections, hashed=False)
     with _db.connect(db) as con:
+        guards.check_key(con, key, db)
+        _db.ensure_result_tables(con)
+        guards.mark_abandoned(con, noticed_by=run_id)
         _db.start_run(con, run_id=run_id, config_json=config.model_dump_json(), inputs=inputs)
     return run_id
 
@@ -60,10 +71,17 @@ Database = Path | duckdb.DuckDBPyConnection
 
 
 def load_stage(db: Database, config: EvaluationConfig, *, run_id: str, key: bytes, kela: Path,
-               avain: Path | None, corrections: Path | None, out: Path, suites: bool = True) -> dict[str, Any]:
-    """Load the delivery (and any corrections) into staging, then run the quality suites (unless ``suites``
-    is false: the caller runs them beside the estimation, see :class:`PendingSuites`)."""
-    from pipeline.load import load_deliveries
+               avain: Path | None, corrections: Path | None, out: Path, suites: bool = True,
+               allow_shrink: str | None = None) -> dict[str, Any]:
+    """Load the delivery (and any corrections) into staging, check the months' volumes, then run the quality
+    suites (unless ``suites`` is false: the caller runs them beside the estimation, see :class:`PendingSuites`).
+
+    The run stops here (exit 1), before anything is estimated, when a file was
+    refused because it would empty or shrink its month (``allow_shrink``: the reason
+    to load such files anyway) or when a month's volume departs from its
+    neighbours' (:func:`~pipeline.load.guards.check_month_volumes`).
+    """
+    from pipeline.load import guards, load_deliveries, refusals
 
     # Great Expectations takes seconds to import: it does so while the delivery loads
     warm = import_in_background(("great_expectations", "pipeline.quality"), name="kokeilu-import-quality") \
@@ -72,13 +90,21 @@ def load_stage(db: Database, config: EvaluationConfig, *, run_id: str, key: byte
         deliveries = [(kela, avain)]
         if corrections is not None and corrections.is_dir():
             deliveries.append((corrections, None))
-        reports = load_deliveries(con, deliveries, key=key, config=config, run_id=run_id)
+        reports = load_deliveries(con, deliveries, key=key, config=config, run_id=run_id,
+                                  allow_shrink=allow_shrink)
         summary = reports[0].summary()
         if len(reports) > 1:
             summary["corrections"] = reports[1].summary()
         files = [f for report in reports for f in report.files]
         known = {Path(f.path): f.sha256 for f in files if f.path and f.sha256}
         _db.record_inputs(con, run_id=run_id, inputs=_db.input_manifest(kela, avain, corrections, known=known))
+        if refused := refusals(reports):
+            first = refused[0]
+            more = f" (and {len(refused) - 1} more refused files)" if len(refused) > 1 else ""
+            raise guards.RefusedDeliveryError(f"{first.file} refused ({first.file_rule}): {first.detail}{more}")
+        loading = config.loading
+        guards.check_month_volumes(con, run_id=run_id, band=loading.month_volume_band,
+                                   neighbours=loading.month_volume_neighbours)
         if warm is None:
             return summary
         warm.join()
@@ -238,18 +264,19 @@ def headline(db: Path, *, run_id: str, config: EvaluationConfig) -> pl.DataFrame
 
 
 def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, config: EvaluationConfig,
-                   key: bytes, corrections: Path | None = None, processes: int | None = None) -> EvaluationSummary:
+                   key: bytes, corrections: Path | None = None, processes: int | None = None,
+                   allow_shrink: str | None = None) -> EvaluationSummary:
     """The whole evaluation in sequence: load, panels, estimates with inference, report (``processes``:
-    see :func:`estimate_stage`)."""
+    see :func:`estimate_stage`; ``allow_shrink``: see :func:`load_stage`)."""
     seconds: dict[str, float] = {}
-    run_id = begin(db, config, kela=kela, avain=avain, corrections=corrections)
+    run_id = begin(db, config, kela=kela, avain=avain, corrections=corrections, key=key)
     suites: PendingSuites | None = None
     try:
         suites = PendingSuites(run_id=run_id, out=out)  # GX in a child process: it imports GX meanwhile
         with _db.connect(db) as con:  # one connection from the load to the end of the estimation
             t = _tick()
             load = load_stage(con, config, run_id=run_id, key=key, kela=kela, avain=avain,
-                              corrections=corrections, out=out, suites=False)
+                              corrections=corrections, out=out, suites=False, allow_shrink=allow_shrink)
             suites.prepare(con)  # its frames, validated beside the panels and the estimation
             seconds["load"] = _tock(t)
             t = _tick()
@@ -278,14 +305,17 @@ def run_evaluation(*, kela: Path, avain: Path | None, db: Path, out: Path, confi
                              load=load, panels=panels, seconds=seconds)
 
 
-def load_only(directory: Path, *, db: Path, config: EvaluationConfig, key: bytes):  # noqa: ANN201
-    """``kokeilu validate DIR --db PATH``: load the valid rows of a delivery, return its validation report."""
-    from pipeline.load import load_delivery
+def load_only(directory: Path, *, db: Path, config: EvaluationConfig, key: bytes,  # noqa: ANN201
+              allow_shrink: str | None = None):
+    """``kokeilu validate DIR --db PATH``: load the valid rows of a delivery, return its validation report
+    (nothing is written under another key than the one that built ``db``)."""
+    from pipeline.load import guards, load_delivery
 
     with _db.connect(db) as con:
+        guards.check_key(con, key, db)
         _db.ensure_result_tables(con)
         return load_delivery(con, kela_dir=directory, avain_dir=directory, key=key, config=config,
-                             run_id=f"validate-{_db.new_run_id()}")
+                             run_id=f"validate-{_db.new_run_id()}", allow_shrink=allow_shrink)
 
 
 def print_summary(summary: EvaluationSummary) -> None:

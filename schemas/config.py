@@ -105,6 +105,26 @@ class DisclosureSettings(BaseModel):
     min_cell_persons: int = Field(5, ge=1, description="cells based on fewer persons are suppressed")
 
 
+class LoadingSettings(BaseModel):
+    """Guards of the load: what a delivery may do to data already loaded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_month_shrink: float = Field(
+        0.2, ge=0, le=1,
+        description="refuse a re-delivered Kela-style month with more than this share fewer valid rows than "
+                    "the rows it replaces (0.2: at most 20 % fewer); --allow-shrink REASON overrides",
+    )
+    month_volume_band: float = Field(
+        0.5, gt=0, le=10,
+        description="a run fails when a month's staged rows differ from the median of its neighbours' by more "
+                    "than this share (0.5: outside 50-150 % of it)",
+    )
+    month_volume_neighbours: int = Field(
+        2, ge=1, le=12, description="months on each side whose median a month's row count is compared with",
+    )
+
+
 class InferenceSettings(BaseModel):
     """Few-cluster inference: bootstrap, randomization inference, confidence level."""
 
@@ -151,6 +171,7 @@ class EvaluationConfig(BaseSettings):
     )
     age_bands: tuple[tuple[int, int], ...] = ((25, 34), (35, 49), (50, 64))
     disclosure: DisclosureSettings = DisclosureSettings()
+    loading: LoadingSettings = LoadingSettings()
     inference: InferenceSettings = InferenceSettings()
     require_synthetic_hetu: bool = Field(
         True, description="reject identity codes outside 900-999 (a guard while only synthetic data is expected)"

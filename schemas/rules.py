@@ -56,6 +56,10 @@ _RULES: tuple[Rule, ...] = (
     Rule("header_duplicate_column", "file", _BOTH, None, "no column name appears twice"),
     Rule("parquet_column_type", "file", _BOTH, None,
          "Parquet columns have the contract's logical types"),
+    Rule("file_no_rows", "file", _KELA, None,
+         "a Kela-style month file has at least one data row (an empty file would empty its month)"),
+    Rule("month_shrinks", "file", _KELA, None,
+         "a re-delivered month keeps at least (1 - loading.max_month_shrink) of the valid rows it replaces"),
     # --- row rules: the record as a whole ------------------------------------
     Rule("row_malformed", "row", _BOTH, None,
          "row has as many fields as the header (not truncated, quotes balanced)"),

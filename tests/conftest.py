@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,11 +106,19 @@ class _Lines(logging.Handler):
 
 
 @pytest.fixture(scope="session")
-def evaluated_sample(tmp_path_factory: pytest.TempPathFactory) -> EvaluatedSample:
-    """Run the flow once per session (the harness costs about 20 s) with a random key; keep logs and artifacts."""
+def prefect_harness() -> Iterator[None]:
+    """Prefect's test harness (a temporary API and database), started once per session: it costs about 20 s."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def evaluated_sample(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> EvaluatedSample:
+    """Run the flow once per session with a random key; keep logs and artifacts."""
     from prefect.client.orchestration import get_client
     from prefect.logging.handlers import APILogHandler
-    from prefect.testing.utilities import prefect_test_harness
 
     from flows.evaluate import KEY_ENV, run_evaluate_flow
 
@@ -121,15 +130,14 @@ def evaluated_sample(tmp_path_factory: pytest.TempPathFactory) -> EvaluatedSampl
     for logger in loggers:
         logger.addHandler(handler)
     try:
-        with prefect_test_harness(server_startup_timeout=120):
-            summary = run_evaluate_flow(kela=SAMPLE / "kela", avain=SAMPLE / "avain", db=out / "e.duckdb", out=out,
-                                        config=PUBLISHED, key=key, corrections=SAMPLE / "kela_correction")
-            APILogHandler().flush()
-            with get_client(sync_client=True) as client:
-                artifacts = [{"key": a.key, "type": a.type, "description": a.description, "data": a.data}
-                             for a in client.read_artifacts()]
-                parameters = [r.parameters for r in client.read_flow_runs()]
-                api_logs = [log.message for log in client.read_logs()]
+        summary = run_evaluate_flow(kela=SAMPLE / "kela", avain=SAMPLE / "avain", db=out / "e.duckdb", out=out,
+                                    config=PUBLISHED, key=key, corrections=SAMPLE / "kela_correction")
+        APILogHandler().flush()
+        with get_client(sync_client=True) as client:  # of every flow run of the session's harness so far
+            artifacts = [{"key": a.key, "type": a.type, "description": a.description, "data": a.data}
+                         for a in client.read_artifacts()]
+            parameters = [r.parameters for r in client.read_flow_runs()]
+            api_logs = [log.message for log in client.read_logs()]
     finally:
         for logger in loggers:
             logger.removeHandler(handler)

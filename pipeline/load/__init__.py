@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from pipeline import db as _db
 from pipeline.errors import InputError
+from pipeline.load import guards
 from pipeline.load.checks import IdentityCodes, broken_rules_by_file
 from pipeline.load.files import DeliveredFile, FileRuleBroken, RawRows, classify, looks_like_delivery, read_rows
 from schemas.columns import COLUMNS, CheckContext
@@ -177,18 +178,24 @@ def _context(f: DeliveredFile, config: EvaluationConfig) -> CheckContext:
 
 
 def check_file(f: DeliveredFile, config: EvaluationConfig, *, data: bytes | None = None,
-               identities: IdentityCodes | None = None) -> tuple[FileResult, pl.DataFrame | None]:
+               identities: IdentityCodes | None = None,
+               allow_empty: bool = False) -> tuple[FileResult, pl.DataFrame | None]:
     """Read and check one file: its result, and its rows with ``rule`` (null = valid; None if a file rule broke).
 
     ``data`` is the file's bytes if already read; ``identities`` the identity codes
     already seen in this load (see :class:`~pipeline.load.checks.IdentityCodes`).
     """
-    return check_files([f], config, datas=None if data is None else [data], identities=identities)[0]
+    return check_files([f], config, datas=None if data is None else [data], identities=identities,
+                       allow_empty=allow_empty)[0]
 
 
 def check_files(files: list[DeliveredFile], config: EvaluationConfig, *, datas: list[bytes] | None = None,
-                identities: IdentityCodes | None = None) -> list[tuple[FileResult, pl.DataFrame | None]]:
+                identities: IdentityCodes | None = None,
+                allow_empty: bool = False) -> list[tuple[FileResult, pl.DataFrame | None]]:
     """:func:`check_file` of each file of one extract, their rows checked together in one pass.
+
+    A Kela-style month file without data rows breaks ``file_no_rows`` (it would
+    empty its month) unless ``allow_empty`` (``--allow-shrink REASON``).
 
     Checking a file has a fixed cost of some milliseconds whatever its size; an
     AVAIN-style delivery is hundreds of small files (one per municipality and year).
@@ -202,6 +209,11 @@ def check_files(files: list[DeliveredFile], config: EvaluationConfig, *, datas: 
         raw = None
         try:
             raw = read_rows(f, data)
+            if f.extract == "kela" and raw.frame.height == 0 and not allow_empty:
+                raw = None
+                result.file_rule, result.detail = "file_no_rows", (
+                    f"the file has a header but no data rows: loaded, it would empty month {f.period}; "
+                    "load it anyway with --allow-shrink REASON")
         except FileRuleBroken as exc:
             result.file_rule, result.detail = exc.rule, exc.detail
         except OSError as exc:
@@ -246,8 +258,9 @@ def _detail(rule: str, rules: list[str] | None) -> str:
     return text
 
 
-def validate_delivery(directory: Path, *, config: EvaluationConfig) -> ValidationReport:
-    """Check every extract in a directory against the contracts, without loading anything."""
+def validate_delivery(directory: Path, *, config: EvaluationConfig, allow_empty: bool = False) -> ValidationReport:
+    """Check every extract in a directory against the contracts, without loading anything (``allow_empty``:
+    a Kela-style month file without data rows is accepted, as ``--allow-shrink`` does)."""
     report = ValidationReport()
     directory = Path(directory)
     if not directory.is_dir():
@@ -260,7 +273,7 @@ def validate_delivery(directory: Path, *, config: EvaluationConfig) -> Validatio
     report.files.extend(bad)
     identities = IdentityCodes(require_synthetic=config.require_synthetic_hetu)
     for job in _jobs(files):
-        report.files.extend(r for r, _ in check_files(job, config, identities=identities))
+        report.files.extend(r for r, _ in check_files(job, config, identities=identities, allow_empty=allow_empty))
     return report
 
 
@@ -286,26 +299,36 @@ def _migrate_person_key(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def load_delivery(con: duckdb.DuckDBPyConnection, *, kela_dir: Path | None, avain_dir: Path | None, key: bytes,
-                  config: EvaluationConfig, run_id: str, progress: bool = False) -> ValidationReport:
+                  config: EvaluationConfig, run_id: str, progress: bool = False,
+                  allow_shrink: str | None = None) -> ValidationReport:
     """Load the Kela-style and AVAIN-style files of a delivery into staging, incrementally."""
     return load_deliveries(con, [(kela_dir, avain_dir)], key=key, config=config, run_id=run_id,
-                           progress=progress)[0]
+                           progress=progress, allow_shrink=allow_shrink)[0]
 
 
 def load_deliveries(con: duckdb.DuckDBPyConnection, deliveries: list[tuple[Path | None, Path | None]], *,
-                    key: bytes, config: EvaluationConfig, run_id: str,
-                    progress: bool = False) -> list[ValidationReport]:
+                    key: bytes, config: EvaluationConfig, run_id: str, progress: bool = False,
+                    allow_shrink: str | None = None) -> list[ValidationReport]:
     """Load several deliveries in order, each ``(kela_dir, avain_dir)``, as if one after the other: a report each.
 
     A later delivery re-delivers what an earlier one brought (a corrected month):
     its files are written after the earlier ones and replace them. The files of
     all the deliveries go through one stream of reading threads and one writer, and
     each identity code is pseudonymised once, so a correction costs what its own rows do.
+
+    Nothing is written under another pseudonymisation key than the one that built
+    the database (:class:`~pipeline.load.guards.KeyMismatchError`), and a Kela-style
+    file that would empty or shrink its month beyond ``config.loading.max_month_shrink``
+    is refused (file rules ``file_no_rows``, ``month_shrinks``) unless ``allow_shrink``
+    gives the reason to load it anyway, which ``meta.loaded_files.override_reason`` keeps.
     """
     from pipeline.pseudonym import Pseudonymiser
 
+    identities_key = Pseudonymiser(key)  # a key too short fails here, before anything is written
+    guards.check_key(con, key)
     ensure_tables(con)
-    identities = IdentityCodes(require_synthetic=config.require_synthetic_hetu, pseudonymiser=Pseudonymiser(key))
+    guards.record_key(con, key, run_id=run_id)
+    identities = IdentityCodes(require_synthetic=config.require_synthetic_hetu, pseudonymiser=identities_key)
     reports = [ValidationReport() for _ in deliveries]
     for pair in deliveries:
         for d in pair:
@@ -328,7 +351,12 @@ def load_deliveries(con: duckdb.DuckDBPyConnection, deliveries: list[tuple[Path 
             unchanged[f.path] = loaded[(f.extract, f.name)]
         ahead.add(_replaces(f.extract, f.name, f.period))
     writer = _Writer(con, run_id, present={_replaces(e, n, p) for e, n, p, *_ in manifest})
-    prepared = _prepared([f for f, _ in todo], unchanged, config, identities, run_id)
+    month_rows: dict[str, int] = {}  # valid rows each Kela-style month holds (as the load goes on)
+    for e, _, p, _, _, staged, _ in manifest:
+        if e == "kela":
+            month_rows[p] = month_rows.get(p, 0) + staged
+    prepared = _prepared([f for f, _ in todo], unchanged, config, identities, run_id,
+                         allow_empty=allow_shrink is not None)
     for (f, sha, result, rows), (_, report) in zip(_progress(prepared, len(todo), progress), todo, strict=True):
         if result is None:
             prev = next(counts for e, n, _, _, *counts in manifest if (e, n) == (f.extract, f.name))
@@ -337,9 +365,40 @@ def load_deliveries(con: duckdb.DuckDBPyConnection, deliveries: list[tuple[Path 
             continue
         result.path, result.sha256 = str(f.path), sha or None
         report.files.append(result)
-        writer.add(f, result, rows, sha)
+        override = None
+        if f.extract == "kela" and rows is not None:
+            rows, override = _guard_month(f, result, rows, month_rows, config.loading.max_month_shrink, allow_shrink)
+        writer.add(f, result, rows, sha, override)
     writer.flush()
     return reports
+
+
+def _guard_month(f: DeliveredFile, result: FileResult, rows: _Rows, month_rows: dict[str, int], max_shrink: float,
+                 allow_shrink: str | None) -> tuple[_Rows | None, str | None]:
+    """A checked Kela-style file's rows, or None when it would shrink its month too far (``month_shrinks`` is
+    then its file rule and nothing of it is loaded); and the override recorded when ``allow_shrink`` lets it in."""
+    before = month_rows.get(f.period, 0)
+    shrink = guards.shrink_refusal(f.period, before, result.rows_staged, max_shrink)
+    if shrink is not None and allow_shrink is None:
+        result.file_rule, result.detail = "month_shrinks", guards.shrink_detail(shrink, max_shrink)
+        result.rows_in = result.rows_staged = result.rows_quarantined = 0
+        result.by_rule, result.violations = {}, []
+        return None, None
+    month_rows[f.period] = result.rows_staged
+    if shrink is not None:
+        return rows, f"month_shrinks ({before:,} -> {result.rows_staged:,} rows): {allow_shrink}"
+    if result.rows_in == 0:
+        return rows, f"file_no_rows: {allow_shrink}"
+    return rows, None
+
+
+REFUSALS = ("file_no_rows", "month_shrinks")
+"""File rules that protect loaded data: a run stops (exit 1) when a file breaks one."""
+
+
+def refusals(reports: list[ValidationReport]) -> list[FileResult]:
+    """The files of a load refused because they would have emptied or shrunk their month."""
+    return [f for report in reports for f in report.files if f.file_rule in REFUSALS]
 
 
 @dataclass(frozen=True)
@@ -375,7 +434,7 @@ def _jobs(files: list[DeliveredFile]) -> list[list[DeliveredFile]]:
 
 
 def _prepared(todo: list[DeliveredFile], unchanged: dict[Path, str], config: EvaluationConfig,
-              identities: IdentityCodes, run_id: str) -> Iterator[Prepared]:
+              identities: IdentityCodes, run_id: str, *, allow_empty: bool = False) -> Iterator[Prepared]:
     """Each file read, hashed, checked and split into staged and quarantined rows, in order, ahead of the caller.
 
     A file whose SHA-256 is its entry in ``unchanged`` (by path) is not checked: it is already loaded.
@@ -404,7 +463,7 @@ def _prepared(todo: list[DeliveredFile], unchanged: dict[Path, str], config: Eva
                 fresh.append((i, f, sha, data))
         if fresh:
             checked = check_files([f for _, f, _, _ in fresh], config, datas=[d for *_, d in fresh],
-                                  identities=identities)
+                                  identities=identities, allow_empty=allow_empty)
             for (i, f, sha, _), (result, rows) in zip(fresh, checked, strict=True):
                 done[i] = (f, sha, result, None if rows is None else _split(f, rows, run_id))
         return [done[i] for i in range(len(job))]
@@ -462,16 +521,18 @@ class _Writer:
         self.con = con
         self.run_id = run_id
         self.present = present  # what is in staging now and would have to be deleted first
-        self.pending: list[tuple[DeliveredFile, FileResult, _Rows | None, str]] = []
+        self.pending: list[tuple[DeliveredFile, FileResult, _Rows | None, str, str | None]] = []
         self.rows = 0
 
-    def add(self, f: DeliveredFile, result: FileResult, rows: _Rows | None, sha: str) -> None:
-        """Queue one checked file (``rows`` is None for a file that broke a file rule)."""
+    def add(self, f: DeliveredFile, result: FileResult, rows: _Rows | None, sha: str,
+            override: str | None = None) -> None:
+        """Queue one checked file (``rows`` is None for a file that broke a file rule; ``override``: the guard
+        overridden to load it, and why)."""
         replaces = _replaces(f.extract, f.name, f.period)
         if rows is not None and any(_replaces(p.extract, p.name, p.period) == replaces
-                                    for p, _, r, _ in self.pending if r is not None):
+                                    for p, _, r, *_ in self.pending if r is not None):
             self.flush()
-        self.pending.append((f, result, rows, sha))
+        self.pending.append((f, result, rows, sha, override))
         self.rows += result.rows_in
         if self.rows >= BATCH_ROWS:
             self.flush()
@@ -486,7 +547,7 @@ class _Writer:
         quarantined: dict[str, list[pl.DataFrame]] = {"kela": [], "avain": []}
         manifest, validation = [], []
         with _db.transaction(con):
-            for f, result, rows, sha in self.pending:
+            for f, result, rows, sha, override in self.pending:
                 validation.extend(_validation_rows(self.run_id, now, f, result))
                 if rows is None:
                     continue
@@ -497,7 +558,7 @@ class _Writer:
                 staged[f.extract].append(rows.staged)
                 quarantined[f.extract].append(rows.quarantined)
                 manifest.append((f.extract, f.name, f.period, sha, result.rows_in, result.rows_staged,
-                                 result.rows_quarantined, now, self.run_id))
+                                 result.rows_quarantined, now, self.run_id, override))
             for extract, table in TABLES.items():
                 _insert(con, STAGING_INSERT[extract], staged[extract])
                 _insert(con, f"insert into quarantine.{table} by name select * from _rows", quarantined[extract])
@@ -554,7 +615,7 @@ def person_keys(hi: np.ndarray, lo: np.ndarray) -> pa.ExtensionArray:
 
 MANIFEST_SCHEMA = {"extract": pl.String, "file_name": pl.String, "period": pl.String, "sha256": pl.String,
                    "rows_in": pl.Int64, "rows_staged": pl.Int64, "rows_quarantined": pl.Int64,
-                   "loaded_at": pl.Datetime("us", "UTC"), "run_id": pl.String}
+                   "loaded_at": pl.Datetime("us", "UTC"), "run_id": pl.String, "override_reason": pl.String}
 VALIDATION_SCHEMA = {"run_id": pl.String, "checked_at": pl.Datetime("us", "UTC"), "source": pl.String,
                      "check_name": pl.String, "target": pl.String, "passed": pl.Boolean, "observed": pl.Int64,
                      "unexpected": pl.Int64, "detail": pl.String}
@@ -657,4 +718,5 @@ def _validation_rows(run_id: str, now: dt.datetime, f: DeliveredFile, result: Fi
     return rows
 
 
-__all__ = ["FileResult", "ValidationReport", "check_file", "check_files", "load_delivery", "validate_delivery"]
+__all__ = ["REFUSALS", "FileResult", "ValidationReport", "check_file", "check_files", "load_delivery",
+           "load_deliveries", "refusals", "validate_delivery"]

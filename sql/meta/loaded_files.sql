@@ -10,8 +10,11 @@ create table if not exists meta.loaded_files (
     rows_quarantined bigint not null,
     loaded_at      timestamptz not null,
     run_id         varchar not null,
+    override_reason varchar,
     primary key (extract, file_name)
 );
+-- databases created before overrides were recorded
+alter table meta.loaded_files add column if not exists override_reason varchar;
 comment on table meta.loaded_files is 'Manifest of the files in staging: one row per delivered file currently loaded; a re-delivered file replaces its row.';
 comment on column meta.loaded_files.extract is 'kela or avain.';
 comment on column meta.loaded_files.file_name is 'File name as delivered.';
@@ -22,3 +25,4 @@ comment on column meta.loaded_files.rows_staged is 'Rows that passed the contrac
 comment on column meta.loaded_files.rows_quarantined is 'Rows rejected into quarantine; rows_in = rows_staged + rows_quarantined.';
 comment on column meta.loaded_files.loaded_at is 'When the file was loaded (UTC).';
 comment on column meta.loaded_files.run_id is 'Run that loaded the file.';
+comment on column meta.loaded_files.override_reason is 'NULL, or the guard a user overrode to load this file (month_shrinks, file_no_rows) and the reason they gave with --allow-shrink.';

@@ -47,7 +47,8 @@ def table_row(html: str, marker: str) -> str:
 
 def add_run(con: duckdb.DuckDBPyConnection, run_id: str = RUN, status: str = "completed") -> None:
     con.execute(
-        "insert into meta.runs values (?, timestamptz '2024-01-01 00:00:00+00', "
+        "insert into meta.runs (run_id, started_at, finished_at, status, code_version, config, inputs, message) "
+        "values (?, timestamptz '2024-01-01 00:00:00+00', "
         "timestamptz '2024-01-01 00:10:00+00', ?, '0.1.0+gabc', '{}', ?, null)",
         [run_id, status, json.dumps([{"file": "a.csv"}, {"file": "b.csv"}, {"file": "c.parquet"}])],
     )

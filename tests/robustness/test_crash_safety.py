@@ -232,7 +232,7 @@ def test_kill_during_loading_keeps_whole_files_and_rerun_completes(setup: Setup,
 
     _start(setup, path).finish()
     runs = _runs(path)
-    assert runs[killed] == ("running", None)
+    assert runs[killed][0] == "abandoned" and runs[killed][1] is not None  # the next run noticed the dead process
     (rerun, (status, _)), = ((r, v) for r, v in runs.items() if r != killed)
     assert status == "completed"
     assert _results(path, rerun) == clean_results
@@ -260,7 +260,8 @@ def test_kill_during_estimation_keeps_earlier_results_and_rerun_completes(setup:
 
     _start(setup, path).finish()
     runs = _runs(path)
-    assert runs[killed] == ("running", None)
+    assert runs[killed][0] == "abandoned" and runs[killed][1] is not None
+    assert runs[clean_id][0] == "completed"
     (rerun, (status, _)), = ((r, v) for r, v in runs.items() if r not in (killed, clean_id))
     assert status == "completed"
     assert _results(path, rerun) == clean_results
