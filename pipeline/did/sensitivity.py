@@ -385,9 +385,9 @@ def _arp_accepts(p: _Problem, a_full: np.ndarray, grid: np.ndarray, kappa: float
     polytope = _DualPolytope.build(np.sqrt(np.diag(sigma_y)), x)
     if polytope.empty:
         return np.ones(grid.size, dtype=bool)  # unbounded LP: R does not reject
-    lf_cv = float(np.quantile(polytope.maximum(_r_rmvnorm(_LF_SIMS, sigma_y, _LF_SEED).T)[0], 1.0 - kappa))
+    lf_cv = polytope.upper_quantile(_r_rmvnorm(_LF_SIMS, sigma_y, _LF_SEED).T, 1.0 - kappa)
     ys = (a_full @ p.betahat)[:, None] - a_theta[:, None] * grid[None, :]
-    eta, lam = polytope.maximum(ys)
+    eta, lam = polytope.maximum(ys, above=lf_cv)
     mod_size = (p.alpha - kappa) / (1.0 - kappa)
     reject = eta > lf_cv
     truncate_at_lf = p.num_post > 1  # R's no-nuisance path does not cap vup at lf_cv
@@ -438,14 +438,29 @@ class _DualPolytope:
             return cls(sd, x, None, True)
         return cls(sd, x, None, False, lazy)
 
-    def maximum(self, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:math:`\\eta` for each column of ``ys`` and an optimal vertex (rows)."""
+    def maximum(self, ys: np.ndarray, above: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """:math:`\\eta` for each column of ``ys`` and an optimal vertex (rows).
+
+        Where :math:`\\eta` is certainly larger than ``above`` it may be
+        reported as infinite, with a zero vertex.
+        """
         if self.vertices is not None:
             values = self.vertices @ ys
             best = np.argmax(values, axis=0)
             return values[best, np.arange(ys.shape[1])], self.vertices[best]
         assert self.lazy is not None
-        return self.lazy.maximum(ys)
+        eta, lam = np.full(ys.shape[1], np.inf), np.zeros((ys.shape[1], ys.shape[0]))
+        todo = self.lazy.lower_bounds(ys) <= above
+        if todo.any():
+            eta[todo], lam[todo] = self.lazy.maximum(ys[:, todo])
+        return eta, lam
+
+    def upper_quantile(self, ys: np.ndarray, q: float) -> float:
+        """Quantile ``q`` (R's type 7) of :math:`\\eta` over the columns of ``ys``."""
+        if self.vertices is not None:
+            return float(np.quantile((self.vertices @ ys).max(axis=0), q))
+        assert self.lazy is not None
+        return self.lazy.upper_quantile(ys, q)
 
     def truncation(
         self, gamma: np.ndarray, sigma_y: np.ndarray, ys: np.ndarray, var_b: float
@@ -465,9 +480,7 @@ class _DualPolytope:
         eta, sigma_b = gamma @ ys, np.sqrt(var_b)
         low0 = np.minimum(-100.0, eta - 20.0 * sigma_b)  # R's starting bracket
         high0 = np.maximum(100.0, eta + 20.0 * sigma_b)
-        lower = np.array([self.lazy.edge(s, b, c) for s, c in zip(s_t.T, low0)])
-        upper = np.array([self.lazy.edge(s, b, c) for s, c in zip(s_t.T, high0)])
-        return lower, upper
+        return self.lazy.edges(s_t, b, low0), self.lazy.edges(s_t, b, high0)
 
 
 def _dual_vertices(sd: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -548,6 +561,58 @@ class _LazyVertices:
             ok |= np.any(np.all(resid <= tol, axis=0), axis=1)
         return ok
 
+    def lower_bounds(self, ys: np.ndarray) -> np.ndarray:
+        """:math:`\\eta \\ge \\max \\lambda'y` over the known vertices (dual feasible points)."""
+        if not self.vertices:
+            return np.full(ys.shape[1], -np.inf)
+        return (np.array(self.vertices) @ ys).max(axis=0)
+
+    def upper_bounds(self, ys: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """:math:`\\eta \\le \\max_j (y_j - x_j'\\delta)/sd_j` at the best of the primal points ``deltas`` (columns)."""
+        sd, fitted = self.w[:, 0], self.w[:, 1:] @ deltas
+        best = np.full(ys.shape[1], np.inf)
+        for start in range(0, fitted.shape[1], 64):
+            block = fitted[:, start : start + 64]
+            values = ((ys[:, :, None] - block[:, None, :]) / sd[:, None, None]).max(axis=0)
+            best = np.minimum(best, values.min(axis=1))
+        return best
+
+    def upper_quantile(self, ys: np.ndarray, q: float) -> float:
+        """Quantile ``q`` (type 7) of :math:`\\eta` over the columns, solving only those that can reach the top.
+
+        The quantile needs the largest ``n - floor((n-1) q)`` values; a column
+        whose upper bound (from the primal points found so far) is below the
+        smallest of them, once known, cannot change it.
+        """
+        n = ys.shape[1]
+        h = (n - 1) * q
+        low = int(np.floor(h))
+        top = n - low
+        exact = np.full(n, np.nan)
+        upper = self.upper_bounds(ys, np.column_stack([np.zeros(self.w.shape[1] - 1), *self._all_deltas()]))
+        seen = len(self._all_deltas())
+        while True:
+            known = self._all_deltas()
+            if len(known) > seen:
+                upper = np.minimum(upper, self.upper_bounds(ys, np.column_stack(known[seen:])))
+                seen = len(known)
+            open_ = np.isnan(exact)
+            if n - int(open_.sum()) >= top:
+                threshold = np.sort(exact[~open_])[::-1][top - 1]
+                open_ &= upper > threshold
+            if not open_.any():
+                break
+            i = int(np.flatnonzero(open_)[np.argmax(upper[open_])])
+            exact[i] = self.maximum(ys[:, [i]])[0][0]
+            upper[i] = exact[i]
+        largest = np.sort(exact[~np.isnan(exact)])[::-1]
+        a_low = largest[top - 1]
+        a_high = largest[top - 2] if top >= 2 else a_low
+        return float(a_low + (h - low) * (a_high - a_low))
+
+    def _all_deltas(self) -> list[np.ndarray]:
+        return [d for ds in self.deltas for d in ds]
+
     def maximum(self, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:math:`\\eta` and an optimal vertex for each column of ``ys``."""
         n = ys.shape[1]
@@ -566,35 +631,42 @@ class _LazyVertices:
         lam = np.array(self.vertices)[index]
         return np.einsum("ij,ji->i", lam, ys), lam
 
-    def edge(self, s: np.ndarray, b: np.ndarray, start: float) -> float:
-        """Edge of :math:`\\{c: \\max_\\lambda \\lambda'(s + bc) = c\\}` on the side of R's bracket ``start``.
+    def edges(self, s_t: np.ndarray, b: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Edges of :math:`\\{c: \\max_\\lambda \\lambda'(s + bc) = c\\}` on the side of R's brackets ``start``.
 
-        The edge over the known vertices lies at or beyond the true one; it is
-        the true edge once the vertex attaining it is certified there,
-        or once the program solved there finds nothing larger; otherwise that
-        program adds a vertex. If R's
-        bracket is inside the set the edge is infinite, as in R.
+        One edge per column of ``s_t``; all of ``start`` have one sign. The
+        edge over the known vertices lies at or beyond the true one; it is the
+        true edge once the vertex attaining it is certified there, or once the
+        program solved there finds nothing larger; otherwise that program
+        adds a vertex. If R's bracket is inside the set the edge is infinite,
+        as in R.
         """
-        side = np.sign(start)
-        for _ in range(200):
+        side = float(np.sign(start[0]))
+        out = np.full(start.size, np.nan)
+        for _ in range(100 * start.size + 100):
+            todo = np.flatnonzero(np.isnan(out))
+            if todo.size == 0:
+                return out
             lam = np.array(self.vertices)
-            slope, level = 1.0 - lam @ b, lam @ s
+            slope, level = 1.0 - lam @ b, lam @ s_t[:, todo]
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = level / slope
+                ratio = level / slope[:, None]
             if side > 0:
-                c = float(np.where(slope < -1e-12, ratio, np.inf).min())
-                c = min(c, start)
+                c = np.minimum(np.where(slope[:, None] < -1e-12, ratio, np.inf).min(axis=0), start[todo])
             else:
-                c = float(np.where(slope > 1e-12, ratio, -np.inf).max())
-                c = max(c, start)
-            y = s + b * c
-            j = int(np.argmax(lam @ y))
-            if not self.certified(j, y[:, None])[0]:
-                j = self.solve(y)
-                if float(self.vertices[j] @ y) > c + 1e-9 * (abs(c) + 1.0):
-                    continue  # a vertex beyond the known ones cuts the set
-            return float(side * np.inf) if c == start else c
-        raise ArithmeticError("ARP truncation: no edge after 200 programs")
+                c = np.maximum(np.where(slope[:, None] > 1e-12, ratio, -np.inf).max(axis=0), start[todo])
+            ys = s_t[:, todo] + b[:, None] * c[None, :]
+            best = np.argmax(lam @ ys, axis=0)
+            done = np.zeros(todo.size, dtype=bool)
+            for j in np.unique(best):
+                mine = np.flatnonzero(best == j)
+                done[mine] = self.certified(int(j), ys[:, mine])
+            if not done.all():
+                i = int(np.flatnonzero(~done)[0])
+                j = self.solve(ys[:, i])
+                done[i] = float(self.vertices[j] @ ys[:, i]) <= c[i] + 1e-9 * (abs(c[i]) + 1.0)
+            out[todo[done]] = np.where(c[done] == start[todo[done]], side * np.inf, c[done])
+        raise ArithmeticError("ARP truncation: no edge found")
 
 
 def _conditional_rejects(
