@@ -44,7 +44,10 @@ draws:
 * the linear programs of the ARP test are solved by enumerating the vertices
   of their dual polytope once, which gives the minimum and its dual vertex
   for every grid point and every draw by one matrix product, and the
-  truncation points of the dual approach in closed form (R bisects);
+  truncation points of the dual approach in closed form (R bisects); with
+  many post-periods, too many bases to list, HiGHS finds the vertices as
+  they are needed, and only the draws that can reach the least-favourable
+  quantile and the grid points that pass the first stage are solved;
 * the FLCI follows the whole frontier of worst-case bias against standard
   deviation (a lasso path, exact) and uses the exact folded-normal quantile
   where R draws a million normals.
@@ -65,9 +68,9 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from math import comb
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import comb
 from typing import Literal
 
 import numpy as np
@@ -390,10 +393,13 @@ def _arp_accepts(p: _Problem, a_full: np.ndarray, grid: np.ndarray, kappa: float
     eta, lam = polytope.maximum(ys, above=lf_cv)
     mod_size = (p.alpha - kappa) / (1.0 - kappa)
     reject = eta > lf_cv
+    if reject.all():
+        return ~reject
     truncate_at_lf = p.num_post > 1  # R's no-nuisance path does not cap vup at lf_cv
-    keys, vertex_of = np.unique(np.round(lam / np.abs(lam).max(), 10), axis=0, return_inverse=True)
-    for v in np.unique(vertex_of.reshape(-1)[~reject]):
-        cols = np.flatnonzero((vertex_of.reshape(-1) == v) & ~reject)
+    _, vertex_of = np.unique(np.round(lam / np.abs(lam).max(), 10), axis=0, return_inverse=True)
+    vertex_of = vertex_of.reshape(-1)
+    for v in np.unique(vertex_of[~reject]):
+        cols = np.flatnonzero((vertex_of == v) & ~reject)
         reject[cols] = _conditional_rejects(
             polytope, lam[cols[0]], sigma_y, ys[:, cols], eta[cols], lf_cv, mod_size, truncate_at_lf
         )
@@ -542,23 +548,16 @@ class _LazyVertices:
     def certified(self, j: int, ys: np.ndarray) -> np.ndarray:
         """Columns of ``ys`` for which vertex ``j`` is certainly optimal."""
         vertex = self.vertices[j]
-        eta = vertex @ ys
-        ok = np.zeros(ys.shape[1], dtype=bool)
         tol = 1e-10 * (float(np.abs(ys).max()) + 1.0)
+        # stored primal points: y - X delta <= eta sd with eta = vertex'y
+        stored = self.w[:, 1:] @ np.stack(self.deltas[j], axis=1)
+        eta_sd = self.w[:, :1] * (vertex @ ys)[None, :]
+        slack = ys[:, :, None] - stored[:, None, :] - eta_sd[:, :, None]
+        ok = np.any(np.all(slack <= tol, axis=0), axis=1)
         support = np.flatnonzero(vertex > _TOL_LAMBDA * float(np.abs(vertex).max()))
-        candidates = [np.stack(self.deltas[j], axis=1)]  # (k, n_stored)
-        if support.size == self.w.shape[1]:
-            inv_b = np.linalg.inv(self.w[support])
-            candidates.append(None)
-        for cand in candidates:
-            if cand is None:
-                point = inv_b @ ys[support]
-                slack = ys - self.w @ point
-                ok |= np.all(slack <= tol, axis=0)
-                continue
-            # y - X delta <= eta sd for some stored delta
-            resid = ys[:, :, None] - (self.w[:, 1:] @ cand)[:, None, :] - self.w[:, :1, None] * eta[None, :, None]
-            ok |= np.any(np.all(resid <= tol, axis=0), axis=1)
+        if support.size == self.w.shape[1]:  # the point fixed by the binding moments
+            point = np.linalg.solve(self.w[support], ys[support])
+            ok |= np.all(ys - self.w @ point <= tol, axis=0)
         return ok
 
     def lower_bounds(self, ys: np.ndarray) -> np.ndarray:
