@@ -45,6 +45,24 @@ CACHE_2024_SD_FIRST = [
     (-0.017142576402225745, 0.11071561176018338), (-0.027142576401398125, 0.12071561175935576),
 ]
 CACHE_ORIGINAL_AVERAGE = (0.04036995251077609, 0.07528307712819136)  # constructOriginalCS, l_vec = c(.5, .5)
+# The README's regression with a made-up control (set.seed(0); rnorm), its betahat and sigma as cached
+# (README_cache/gfm/unnamed-chunk-8_*.rdb at 99e05c7, the control's row and column dropped) and the FLCIs printed.
+CACHE_CONTROL_BETAHAT = [
+    -0.00550345940206875, -0.01122778820363205, -0.0024676126204477883, -0.0016661616464780146,
+    -0.0002392167160723217, 0.046573191126320905, 0.06929652113913157,
+]
+CACHE_CONTROL_SIGMA_DIAG = [
+    7.961911625843814e-05, 7.515798352060588e-05, 5.128056197440992e-05, 4.138173887696788e-05,
+    5.788266974628532e-05, 8.4278488176577e-05, 0.00010607763842677617,
+]
+CACHE_CONTROL_SIGMA_LAST_ROW = [
+    2.6050451033468366e-05, 2.844123776676667e-05, 1.1617401205213651e-05, 4.599738363713679e-06,
+    1.1712581058450754e-05, 6.24777842076134e-05, 0.00010607763842677617,
+]
+README_SD_CONTROL = [
+    (0.0264, 0.0607), (0.0128, 0.0788), (0.00186, 0.0908),
+    (-0.00814, 0.101), (-0.0181, 0.111), (-0.0281, 0.121),
+]
 # The cache at commit f05ddad (2023-07-21), rendered with R's released grid (+-20 se around zero), which
 # R HonestDiD's master still uses: theta_grid="zero". The README printed these rows until March 2024.
 CACHE_2023_RM_FIRST = [  # Mbarvec = seq(0, 2, by = 0.5)
@@ -69,21 +87,32 @@ def _shared(name: str) -> Path:
     return path
 
 
+EVENT_TERMS = [f"year::{y}:D" for y in (2008, 2009, 2010, 2011, 2012, 2014, 2015)]
+
+
 @pytest.fixture(scope="module")
-def medicaid() -> tuple[np.ndarray, np.ndarray]:
-    """The README's event study: 2014 cohort against never/late expanders, 2008-2015, reference 2013."""
-    pyfixest = pytest.importorskip("pyfixest")
-    frame = (
+def medicaid_frame() -> pl.DataFrame:
+    """The README's sample: the 2014 cohort against never and later expanders, 2008-2015."""
+    return (
         pl.read_csv(_shared("ehec_data.csv"))
         .filter((pl.col("year") < 2016) & (pl.col("yexp2").is_null() | (pl.col("yexp2") != 2015)))
         .with_columns(D=(pl.col("yexp2") == 2014).fill_null(False).cast(pl.Int64))
     )
+
+
+def _event_study(frame: pl.DataFrame, controls: str = "") -> tuple[np.ndarray, np.ndarray]:
+    pyfixest = pytest.importorskip("pyfixest")
     fit = pyfixest.feols(
-        "dins ~ i(year, D, ref=2013) | stfips + year", data=frame.to_pandas(), vcov={"CRV1": "stfips"}
+        f"dins ~ i(year, D, ref=2013){controls} | stfips + year", data=frame.to_pandas(), vcov={"CRV1": "stfips"}
     )
-    names = list(fit.coef().index)
-    assert names == [f"year::{y}:D" for y in (2008, 2009, 2010, 2011, 2012, 2014, 2015)]
-    return fit.coef().to_numpy(), np.asarray(fit._vcov)
+    assert list(fit.coef().index)[:7] == EVENT_TERMS
+    return fit.coef().to_numpy()[:7], np.asarray(fit._vcov)[:7, :7]
+
+
+@pytest.fixture(scope="module")
+def medicaid(medicaid_frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The README's event study, reference year 2013, standard errors clustered by state."""
+    return _event_study(medicaid_frame)
 
 
 def _bounds(frame: pl.DataFrame) -> np.ndarray:
@@ -101,6 +130,18 @@ def test_event_study_matches_r_inputs(medicaid: tuple[np.ndarray, np.ndarray]) -
     low, high = original_ci(b, v, num_pre=PRE, num_post=POST, target="average")
     np.testing.assert_allclose([low, high], CACHE_ORIGINAL_AVERAGE, atol=1e-12)
     np.testing.assert_allclose(b[5], 0.046447, atol=5e-7)  # fixest's printed coefficient for 2014
+
+
+def test_event_study_with_control_matches_r_to_the_last_digit(medicaid_frame: pl.DataFrame) -> None:
+    """The README's second regression adds rnorm draws after set.seed(0); R's cache holds its betahat and sigma."""
+    frame = medicaid_frame.with_columns(control=pl.Series(hs._r_rnorm(medicaid_frame.height, 0)))
+    b, v = _event_study(frame, " + control")
+    np.testing.assert_allclose(b, CACHE_CONTROL_BETAHAT, rtol=1e-11, atol=1e-15)
+    np.testing.assert_allclose(np.diag(v), CACHE_CONTROL_SIGMA_DIAG, rtol=1e-11)
+    np.testing.assert_allclose(v[-1], CACHE_CONTROL_SIGMA_LAST_ROW, rtol=1e-11)
+    got = _bounds(honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="smoothness",
+                                        values=M_SD, target="first"))
+    np.testing.assert_allclose(got, README_SD_CONTROL, atol=5e-4)
 
 
 def test_smoothness_reproduces_readme(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
@@ -311,3 +352,49 @@ def test_open_interval_warns(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
     with pytest.warns(hs.OpenIntervalWarning, match="end of the grid"):
         honest_from_estimates(b, v, num_pre=PRE, num_post=POST, method="relative_magnitudes", values=[8.0],
                               grid_points=100)
+
+
+def _r_no_nuisance_interval(b: np.ndarray, sigma: np.ndarray, num_pre: int, mbar: float) -> tuple[float, float]:
+    """R's path for one post-period written out as R has it (``.testInIdentifiedSet_LF_Hybrid``), point by point."""
+    alpha, kappa = 0.05, 0.005
+    alpha_tilde = (alpha - kappa) / (1 - kappa)
+    sd_theta = np.sqrt(sigma[num_pre, num_pre])
+    grid = np.linspace(-20 * sd_theta, 20 * sd_theta, 1000)
+    accept = np.zeros(grid.size, dtype=bool)
+    for s in range(-(num_pre - 1), 1):
+        for positive in (True, False):
+            a = hs._rm_constraints(num_pre, 1, mbar, s, positive)
+            sigma_a = a @ sigma @ a.T
+            sd_a = np.sqrt(np.diag(sigma_a))
+            draws = hs._r_rmvnorm(1000, sigma_a, 0) / sd_a
+            lf_cv = np.quantile(draws.max(axis=1), 1 - kappa)
+            a_tilde = a / sd_a[:, None]
+            for g, theta in enumerate(grid):
+                y = b - np.eye(b.size)[num_pre] * theta
+                moments = a_tilde @ y
+                i = int(np.argmax(moments))
+                if moments[i] > lf_cv:
+                    continue
+                gamma = a_tilde[i]
+                a_bar = a_tilde - a_tilde[i]
+                var = gamma @ sigma @ gamma
+                c = sigma @ gamma / var
+                z = y - c * (gamma @ y)
+                ac = a_bar @ c
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    objective = -(a_bar @ z) / ac
+                vlo = objective[ac < 0].max() if np.any(ac < 0) else -np.inf
+                vup = objective[ac > 0].min() if np.any(ac > 0) else np.inf
+                sd_bar = np.sqrt(var)
+                cv = max(0.0, sd_bar * stats.truncnorm.ppf(1 - alpha_tilde, vlo / sd_bar, vup / sd_bar))
+                accept[g] |= not moments[i] > cv
+    return float(grid[accept].min()), float(grid[accept].max())
+
+
+def test_one_post_period_follows_r_no_nuisance_path(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    """With one post-period R tests without nuisance parameters; written out literally it gives the same interval."""
+    b, v = medicaid[0][:6], medicaid[1][:6, :6]
+    for mbar in (0.5, 1.5):
+        ours = honest_from_estimates(b, v, num_pre=PRE, num_post=1, method="relative_magnitudes",
+                                     values=[mbar], target="first").row(0)[1:]
+        np.testing.assert_allclose(ours, _r_no_nuisance_interval(b, v, PRE, mbar), atol=1e-12)
