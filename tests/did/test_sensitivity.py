@@ -398,3 +398,21 @@ def test_one_post_period_follows_r_no_nuisance_path(medicaid: tuple[np.ndarray, 
         ours = honest_from_estimates(b, v, num_pre=PRE, num_post=1, method="relative_magnitudes",
                                      values=[mbar], target="first").row(0)[1:]
         np.testing.assert_allclose(ours, _r_no_nuisance_interval(b, v, PRE, mbar), atol=1e-12)
+
+
+def test_smoothness_gap_to_r_is_r_simulated_quantile(medicaid: tuple[np.ndarray, np.ndarray]) -> None:
+    """R's folded-normal quantile is the 95th percentile of |z + mu| over its own million draws (set.seed(0)).
+
+    Replaying those draws at this module's estimator gives R's cached half-lengths; the 2e-5 left
+    between the intervals is R's Monte Carlo error, not a different estimator.
+    """
+    b, v = medicaid
+    frontier = hs._FlciFrontier.build(hs._validate(b, v, PRE, POST, "first", 0.05))
+    draws = hs._r_rnorm(10**6, 0)
+    for m, (low, high) in zip(M_SD[2:], CACHE_2024_SD_FIRST[2:]):
+        weights, _ = frontier.optimum(m, 0.05)
+        u = np.linalg.lstsq(frontier.to_weights, weights[:PRE] - frontier.offset, rcond=None)[0]
+        sd, bias = frontier._at(u)
+        r_half = sd * np.quantile(np.abs(draws + m * bias / sd), 0.95)
+        np.testing.assert_allclose(r_half, (high - low) / 2, atol=1e-7)
+        np.testing.assert_allclose(weights @ b, (high + low) / 2, atol=1e-8)
