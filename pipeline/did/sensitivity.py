@@ -77,6 +77,19 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special
 
+__all__ = [
+    "METHODS",
+    "TARGETS",
+    "THETA_GRIDS",
+    "Method",
+    "OpenIntervalWarning",
+    "SensitivityInputError",
+    "Target",
+    "ThetaGrid",
+    "honest_from_estimates",
+    "original_ci",
+]
+
 Method = Literal["relative_magnitudes", "smoothness"]
 Target = Literal["average", "first"]
 ThetaGrid = Literal["zero", "estimate"]
@@ -726,7 +739,8 @@ def _truncation_primal(
 def _r_bracket(
     lower: np.ndarray, upper: np.ndarray, eta: np.ndarray, sigma_b: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """R's dual approach bisects from :math:`\\eta \\mp \\max(100, |\\eta| + 20\\sigma_B)`: an edge beyond is infinite."""
+    """R's dual approach bisects from :math:`\\min(-100, \\eta - 20\\sigma_B)` and
+    :math:`\\max(100, \\eta + 20\\sigma_B)`; an edge beyond them is infinite."""
     lower = np.where(lower < np.minimum(-100.0, eta - 20 * sigma_b), -np.inf, np.minimum(lower, eta))
     upper = np.where(upper > np.maximum(100.0, eta + 20 * sigma_b), np.inf, np.maximum(upper, eta))
     return lower, upper
