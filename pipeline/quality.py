@@ -17,7 +17,7 @@ Design
   (default 2,000,000). Above that the *same* checks run as DuckDB aggregate
   count queries and are recorded under the *same* check names, so a run on
   test data and a run on national data fill ``meta.validation_results`` alike.
-  Those DuckDB-side checks then do not appear in the Data Docs. Uniqueness is
+  The Data Docs list them too, as run in DuckDB. Uniqueness is
   screened on 64-bit hashes in one scan and recounted exactly only when the
   screen flags a group; the DuckDB-side checks run in a worker thread on a
   cursor of their own while GX is imported and runs its suites.
@@ -37,18 +37,23 @@ Design
   estimation, and the outcomes are recorded (:func:`record_suites`) before the run
   is marked completed. :func:`run_quality_checks` does all three here and now.
 * GX works in a throw-away File data context in a temporary directory (nothing
-  lands in the current working directory); its Data Docs site is built once,
-  after all suites have run, and copied to
-  ``docs_dir`` so that ``docs_dir/index.html`` exists after the call.
-  Analytics and progress bars are switched off; ``great_expectations`` is
-  imported lazily, inside :func:`run_quality_checks`.
+  lands in the current working directory). Analytics and progress bars are
+  switched off; ``great_expectations`` is imported lazily, inside
+  :func:`run_quality_checks`.
+* The Data Docs are kokeilu's own static pages (:mod:`pipeline.data_docs`),
+  written by :func:`record_suites` into ``docs_dir`` once the outcomes are
+  known, the DuckDB-side checks of large tables included: GX's own site loads
+  its scripts and styles from public CDNs and shows no result offline, so it
+  is not built. The pages print counts, never values read from the data; GX's
+  examples of unexpected values are kept in ``meta.validation_results`` except
+  for checks on the pseudonymised ``person_key``, whose values are never
+  recorded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,7 +65,9 @@ import duckdb
 import pandas as pd
 
 from pipeline import db as _db
+from pipeline.data_docs import ExpectationResult, SuiteResult, write_site
 from pipeline.db import execute_file
+from pipeline.report import DEFAULT_MIN_CELL_PERSONS
 
 MAX_FRAME_ROWS = 2_000_000
 """Largest table whose row-level expectations run in GX on a pandas frame."""
@@ -68,6 +75,8 @@ MAX_FRAME_ROWS = 2_000_000
 SOURCE = "expectation"
 KELA = "staging.kela_income_support"
 AVAIN = "staging.avain_assessments"
+IDENTIFYING_COLUMNS = frozenset({"person_key"})
+"""Columns whose values are never recorded as examples of unexpected values."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class Outcome:
     unexpected: int | None
     detail: str
     checked_at: dt.datetime
+    error: bool = False  # the check could not be evaluated (GX raised)
 
 
 def _unique(*cols: str) -> Check:
@@ -294,11 +304,10 @@ class _Gx:
             pass
 
     def validate(self, name: str, frame: pd.DataFrame, checks: Sequence[Check], target: str, unit: str) -> list[Outcome]:
-        """Validate ``frame`` against ``checks`` as suite ``name``; the result is stored for the Data Docs.
+        """Validate ``frame`` against ``checks`` as suite ``name``; the outcomes.
 
-        The Data Docs are built once, by :meth:`docs_index`, after all suites
-        have run: rebuilding the site after each checkpoint re-rendered every
-        page each time.
+        GX's Data Docs are not built (see the module docstring): the outcomes
+        are returned and :func:`record_suites` writes kokeilu's own pages.
         """
         gx = self.gx
         suite = self.context.suites.add(gx.ExpectationSuite(name=name))
@@ -317,17 +326,6 @@ class _Gx:
         for run_result in result.run_results.values():
             outcomes.extend(_outcome(r, target, unit) for r in run_result.results)
         return outcomes
-
-    def docs_index(self) -> Path:
-        """Build the Data Docs and return the local site's ``index.html``."""
-        self.context.build_data_docs()
-        sites = self.context.get_docs_sites_urls()
-        for site in sites:
-            url = site.get("site_url") or ""
-            if url.startswith("file://"):
-                return Path(url.removeprefix("file://"))
-        root = Path(self.context.root_directory)
-        return root / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
 def _import_gx() -> Any:
@@ -373,7 +371,8 @@ def _outcome(result: Any, target: str, unit: str) -> Outcome:
     if error is not None:
         detail = f"GX raised: {error}"
     else:
-        sample = stats.get("partial_unexpected_list") or []
+        # values of an identifying column are not kept, not even pseudonymised ones, as examples
+        sample = [] if IDENTIFYING_COLUMNS & {str(c) for c in cols} else stats.get("partial_unexpected_list") or []
         shown = ", ".join(str(v) for v in sample[:3])
         detail = (
             f"{unexpected} of {observed} {unit} unexpected"
@@ -384,7 +383,7 @@ def _outcome(result: Any, target: str, unit: str) -> Outcome:
         check_name, target, bool(result.success),
         None if observed is None else int(observed),
         None if unexpected is None else int(unexpected),
-        " ".join(detail.split()), dt.datetime.now(dt.UTC),
+        " ".join(detail.split()), dt.datetime.now(dt.UTC), error is not None,
     )
 
 
@@ -461,36 +460,79 @@ def prepare_suites(con: duckdb.DuckDBPyConnection, *, max_frame_rows: int = MAX_
                   {t: _duckdb_outcomes(con, t, ROW_CHECKS[t], sizes[t]) for t in large})
 
 
-def run_suites(inputs: Sequence[GxInput], docs_dir: Path) -> dict[str, list[Outcome]]:
-    """Validate each frame in Great Expectations, build the Data Docs into ``docs_dir``; the outcomes by suite.
+def run_suites(inputs: Sequence[GxInput], docs_dir: Path | None = None) -> dict[str, list[Outcome]]:
+    """Validate each frame in Great Expectations; the outcomes by suite.
 
     Needs no database: it can run in another process (:class:`pipeline.evaluation.PendingSuites`).
+    ``docs_dir`` is not used (the Data Docs are written by :func:`record_suites`, which knows the run id and
+    the DuckDB-side outcomes too); it is accepted so that callers passing it keep working.
     """
+    del docs_dir
     out: dict[str, list[Outcome]] = {}
     with tempfile.TemporaryDirectory(prefix="kokeilu-gx-") as tmp:
         gxc = _Gx(Path(tmp))
         for name, frame, checks, target, unit in inputs:
             out[name] = gxc.validate(name, frame, checks, target, unit)
-        _copy_site(gxc.docs_index().parent, Path(docs_dir))
     return out
 
 
 def record_suites(con: duckdb.DuckDBPyConnection, run_id: str, suites: Suites, by_suite: dict[str, list[Outcome]],
                   docs_dir: Path) -> dict[str, Any]:
     """Write every outcome to ``meta.validation_results`` (table by table, the monthly volumes after the
-    Kela-style rows); the summary :func:`run_quality_checks` returns."""
+    Kela-style rows) and the Data Docs into ``docs_dir``; the summary :func:`run_quality_checks` returns."""
     execute_file(con, "meta/validation_results.sql")
-    outcomes: list[Outcome] = []
+    pages: list[tuple[SuiteResult, list[Outcome]]] = []
     for table in suites.tables:
-        outcomes += suites.counted[table] if table in suites.counted else by_suite[_suite_name(table)]
+        if table in suites.counted:
+            pages.append(_suite_page(_suite_name(table), table, "rows", DUCKDB_ENGINE, suites.counted[table]))
+        else:
+            pages.append(_suite_page(_suite_name(table), table, "rows", GX_ENGINE, by_suite[_suite_name(table)]))
         if table == KELA:
-            outcomes += by_suite[MONTHLY_SUITE]
+            pages.append(_suite_page(MONTHLY_SUITE, KELA, "months", GX_ENGINE, by_suite[MONTHLY_SUITE]))
+    outcomes = [o for page in pages for o in page[1]]
     _record(con, run_id, outcomes)
+    index = write_site(Path(docs_dir), run_id=run_id, suites=[page for page, _ in pages],
+                       other_checks=_other_checks(con, run_id), threshold=_disclosure_threshold(con, run_id))
     return {
         "expectations": len(outcomes),
         "failed": sum(not o.passed for o in outcomes),
-        "docs": str(Path(docs_dir) / "index.html"),
+        "docs": str(index),
     }
+
+
+GX_ENGINE = "Great Expectations (pandas frame)"
+DUCKDB_ENGINE = "DuckDB counts (table above the frame limit)"
+_ASSERTIONS = {check.name: _describe(check) for checks in (*ROW_CHECKS.values(), MONTH_CHECKS) for check in checks}
+
+
+def _suite_page(name: str, target: str, unit: str, engine: str,
+                outcomes: list[Outcome]) -> tuple[SuiteResult, list[Outcome]]:
+    """A suite's page from its outcomes (and the outcomes themselves, to record)."""
+    rows = tuple(
+        ExpectationResult(o.check_name, _ASSERTIONS.get(o.check_name, o.check_name), o.passed, o.observed,
+                          o.unexpected, o.error)
+        for o in outcomes
+    )
+    return SuiteResult(name, target, unit, engine, rows), outcomes
+
+
+def _other_checks(con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple[str, int, int]]:
+    """(source, checks, failed) of the run's checks recorded before the suites (row contracts, volumes)."""
+    rows = con.execute(
+        "select source, count(*), count(*) filter (where not passed) from meta.validation_results "
+        "where run_id = ? and source <> ? group by source order by source", [run_id, SOURCE],
+    ).fetchall()
+    return [(str(s), int(n), int(f)) for s, n, f in rows]
+
+
+def _disclosure_threshold(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """The run's ``disclosure.min_cell_persons`` (from ``meta.runs.config``); the default when unknown."""
+    if not _scalar(con, "select count(*) from information_schema.tables "
+                        "where table_schema = 'meta' and table_name = 'runs'"):
+        return DEFAULT_MIN_CELL_PERSONS
+    rows = con.execute("select json_extract(config, '$.disclosure.min_cell_persons')::integer from meta.runs "
+                       "where run_id = ?", [run_id]).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else DEFAULT_MIN_CELL_PERSONS
 
 
 def run_quality_checks(
@@ -507,8 +549,9 @@ def run_quality_checks(
     run_id
         Run the results are recorded under.
     docs_dir
-        Folder that receives the Data Docs site (created; its ``index.html``,
-        ``expectations/``, ``validations/`` and ``static/`` are replaced).
+        Folder that receives the Data Docs (created; its ``index.html`` and
+        ``suites/`` are replaced, and a site of Great Expectations' own, written
+        by an earlier version, is removed; see :mod:`pipeline.data_docs`).
     max_frame_rows
         Largest table whose row-level expectations run in GX on a pandas
         frame; larger tables get the same checks as DuckDB count queries,
@@ -525,27 +568,6 @@ def run_quality_checks(
         by_suite = run_suites(_gx_inputs(con, list(sizes), list(counts)), Path(docs_dir))
         suites = Suites(list(sizes), [], {table: future.result() for table, future in counts.items()})
     return record_suites(con, run_id, suites, by_suite, docs_dir)
-
-
-SITE_ENTRIES = ("index.html", "expectations", "validations", "static")
-"""What a GX local site consists of; only these are replaced in ``docs_dir``."""
-
-
-def _copy_site(site: Path, docs_dir: Path) -> None:
-    """Copy the GX local site to ``docs_dir``, replacing an older site there (and nothing else)."""
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    for entry in SITE_ENTRIES:
-        old = docs_dir / entry
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        elif old.exists() or old.is_symlink():
-            old.unlink()
-    if site.is_dir():
-        shutil.copytree(site, docs_dir, dirs_exist_ok=True)
-    if not (docs_dir / "index.html").exists():
-        (docs_dir / "index.html").write_text(
-            "<!doctype html><title>Data Docs</title><p>No expectation suites were run.</p>\n", encoding="utf-8"
-        )
 
 
 def _main(work: Path, niceness: int = 0) -> None:

@@ -221,3 +221,23 @@ def test_a_run_that_fails_stops_its_suites(tmp_path: Path) -> None:
     assert not work.exists()
     with _db.connect(db) as c:
         assert c.execute("select count(*) from meta.validation_results").fetchall() == [(0,)]
+
+
+def test_data_docs_show_the_outcomes_but_no_person_key(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """A duplicated key fails in GX; neither its record nor the Data Docs name the (pseudonymised) key, while
+    examples of other columns' unexpected values are still recorded."""
+    _bad_tables(con)
+    con.execute("update staging.kela_income_support set sex = 'X' where person_key = ?", [_key(5)])
+    docs = tmp_path / "docs"
+    out = run_quality_checks(con, run_id="keys", docs_dir=docs)
+    assert out["failed"] == 4
+    details = dict(con.execute("select check_name || ' ' || target, detail from meta.validation_results "
+                               "where run_id = 'keys' and not passed").fetchall())
+    assert all(_key(3) not in d for d in details.values()), details
+    assert "e.g. X" in details["expect_column_values_to_be_in_set(sex) staging.kela_income_support"]
+    pages = {p.relative_to(docs).as_posix(): p.read_text(encoding="utf-8") for p in docs.rglob("*.html")}
+    assert sorted(pages) == ["index.html", "suites/staging__avain_assessments.html",
+                             "suites/staging__kela_income_support.html",
+                             "suites/staging__kela_income_support__monthly.html"]
+    assert not any(_key(3) in page or "00000000-0000-4000-8000" in page for page in pages.values())
+    assert "keys" in pages["index.html"] and "expect_column_values_to_be_in_set(sex)" in pages["index.html"]
