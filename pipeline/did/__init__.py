@@ -1,7 +1,18 @@
-"""Difference-in-differences estimators for long panels with few clusters.
+"""Difference-in-differences estimators for long panels with few clusters: ``from pipeline import did``.
 
-The estimators know nothing about Kela: they take any long panel (polars or
-pandas) with named unit, time, outcome, treatment and cluster columns.
+The estimators know nothing about Kela: they take any long panel (polars, pandas
+or a DuckDB relation) with named unit, time, treatment and cluster columns,
+wrapped once in a :class:`Panel` that checks it::
+
+    panel = did.Panel(frame, unit="county", time="year", treatment="treated")   # cluster defaults to the unit
+    fit = did.twfe(panel, "lemp")
+    fit.tidy()                       # term, estimate, std_error, statistic, df, p_value, ci_low, ci_high, ...
+    fit.wild_bootstrap(draws=9_999, seed=1)
+    fit.randomization_test()         # the panel's own treatment paths, reassigned
+
+Every estimator (``twfe``, ``event_study``, ``clean_controls``, ``synthetic_did``,
+``did_2x2``) returns a :class:`Fit`; every inference procedure is a method of it
+returning an :class:`InferenceResult` (see :mod:`pipeline.did.fit`).
 
 Two paths, one answer
 ---------------------
@@ -37,29 +48,30 @@ standard error (``std_error_cv3``) is the CV3J of MacKinnon, Nielsen and Webb
 from __future__ import annotations
 
 from pipeline.did.cells import Cells
-from pipeline.did.event_study import event_study, event_study_cells
-from pipeline.did.panel import NotAggregable, cells_from_panel, cells_from_sums
-from pipeline.did.results import (
-    EventStudyResult,
-    TwfeResult,
-    WaldTest,
-    count_params,
-    small_sample_factor,
-)
-from pipeline.did.twfe import twfe, twfe_cells
+from pipeline.did.comparison import CleanControlsFit, SyntheticDidFit, clean_controls, synthetic_did
+from pipeline.did.data import Panel
+from pipeline.did.regression import Did2x2Fit, EventStudyFit, TwfeFit, did_2x2, event_study, twfe
+from pipeline.did.fit import TIDY_COLUMNS, Fit, InferenceNotAvailable, InferenceResult
+from pipeline.did.panel import NotAggregable
+
+# group_time (Callaway-Sant'Anna, pipeline/did/group_time.py) joins the estimators here once it returns a Fit.
 
 __all__ = [
+    "TIDY_COLUMNS",
     "Cells",
-    "EventStudyResult",
+    "CleanControlsFit",
+    "Did2x2Fit",
+    "EventStudyFit",
+    "Fit",
+    "InferenceNotAvailable",
+    "InferenceResult",
     "NotAggregable",
-    "TwfeResult",
-    "WaldTest",
-    "cells_from_panel",
-    "cells_from_sums",
-    "count_params",
+    "Panel",
+    "SyntheticDidFit",
+    "TwfeFit",
+    "clean_controls",
+    "did_2x2",
     "event_study",
-    "event_study_cells",
-    "small_sample_factor",
+    "synthetic_did",
     "twfe",
-    "twfe_cells",
 ]

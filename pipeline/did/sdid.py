@@ -131,6 +131,21 @@ def sdid(
     >>> res.tidy()["estimator"].item(), res.n_treated_units
     ('sdid', 2)
     """
+    Y, n_treated, n_post, control_units, pre_periods = block_matrix(
+        panel, unit=unit, time=time, outcome=outcome, treatment=treatment)
+    return sdid_matrix(
+        Y, n_treated=n_treated, n_post=n_post, replications=replications, seed=seed, alpha=alpha,
+        control_units=control_units, pre_periods=pre_periods,
+    )
+
+
+def block_matrix(panel: Frame, *, unit: str, time: str, outcome: str,
+                 treatment: str) -> tuple[np.ndarray, int, int, tuple, tuple]:
+    """The units x periods outcome matrix of a block design, controls then treated, pre then post periods.
+
+    Returns (Y, n_treated, n_post, control units, pre periods); raises unless the
+    panel is balanced and its treatment is one block.
+    """
     from pipeline.did.panel import prepare
 
     df = prepare(panel, [unit, time, outcome, treatment])
@@ -147,11 +162,8 @@ def sdid(
     treated, post = _block(D, units, periods)
     order = np.concatenate([np.flatnonzero(~treated), np.flatnonzero(treated)])
     cols = np.concatenate([np.flatnonzero(~post), np.flatnonzero(post)])
-    return sdid_matrix(
-        Y[np.ix_(order, cols)], n_treated=int(treated.sum()), n_post=int(post.sum()),
-        replications=replications, seed=seed, alpha=alpha,
-        control_units=tuple(units[~treated].tolist()), pre_periods=tuple(periods[~post].tolist()),
-    )
+    return (Y[np.ix_(order, cols)], int(treated.sum()), int(post.sum()),
+            tuple(units[~treated].tolist()), tuple(periods[~post].tolist()))
 
 
 def _block(D: np.ndarray, units: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

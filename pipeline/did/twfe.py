@@ -152,7 +152,7 @@ def twfe_cells(cells: Cells, alpha: float = 0.05, *, cv3: bool = True) -> TwfeRe
     Examples
     --------
     >>> import numpy as np
-    >>> from pipeline.did import Cells, twfe_cells
+    >>> from pipeline.did.cells import Cells
     >>> rng = np.random.default_rng(0)
     >>> n = np.array([3, 4, 5, 6]); D = np.zeros((4, 5)); D[:2, 3:] = 1
     >>> sums = n[:, None] * (rng.normal(size=(4, 5)) + 2.0 * D)

@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from pipeline.did import event_study, event_study_cells, cells_from_panel
+from pipeline.did.event_study import event_study, event_study_cells
+from pipeline.did.panel import cells_from_panel
 
 COLS = dict(unit="unit", time="time", outcome="y", cluster="cluster", event_time="event_time")
 

@@ -53,7 +53,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.did import cells_from_panel, twfe
+from pipeline.did.panel import cells_from_panel
+from pipeline.did.twfe import twfe
 from pipeline.did.clean_controls import clean_controls_cells
 from schemas.config import REFERENCE_MUNICIPALITIES
 

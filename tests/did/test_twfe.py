@@ -10,15 +10,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from pipeline.did import (
-    NotAggregable,
-    cells_from_panel,
-    cells_from_sums,
-    count_params,
-    small_sample_factor,
-    twfe,
-    twfe_cells,
-)
+from pipeline.did.panel import NotAggregable, cells_from_panel, cells_from_sums
+from pipeline.did.results import count_params, small_sample_factor
+from pipeline.did.twfe import twfe, twfe_cells
 
 COLS = dict(unit="unit", time="time", outcome="y", treatment="d", cluster="cluster")
 

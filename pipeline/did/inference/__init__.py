@@ -18,6 +18,10 @@ sums of a balanced panel) and are exact functions of them.  The p-values mean:
     distinct clusters (exact enumeration, or a seeded sample plus the observed
     assignment) whose |t| (CRV1) is at least the observed |t|.  Exact under the
     sharp null of no effect for anyone if the assignment was as-if random.
+``general`` (the general path), ``clean_controls``, ``event_bootstrap``, ``synthetic``
+    The same procedures for the demeaned rows of any panel, for the clean-control
+    estimator, as sup-t bands for an event study, and randomization for synthetic
+    DiD; the public entry points are the methods of the fits of :mod:`pipeline.did`.
 ``placebo_size``
     Empirical rejection rates of all the above on never-treated clusters given
     fake treatments: the size each method actually has in this design.
