@@ -73,7 +73,7 @@ def main() -> None:
         pause_in_results_write()
     else:
         raise SystemExit(f"unknown pause point {point!r}: expected load=NAME or estimate")
-    from pipeline.cli import main as kokeilu
+    from flows.cli import main as kokeilu
 
     sys.argv = ["kokeilu", *args]
     kokeilu()

@@ -87,7 +87,7 @@ class Child:
 def _start(setup: Setup, database: Path, pause: str | None = None) -> Child:
     database.parent.mkdir(parents=True, exist_ok=True)
     head = [sys.executable, str(PAUSE_RUN), pause] if pause else [
-        sys.executable, "-c", "from pipeline.cli import main; main()"]
+        sys.executable, "-c", "from flows.cli import main; main()"]
     stderr = database.parent / f"stderr-{time.monotonic_ns()}.txt"
     with stderr.open("wb") as err:
         proc = subprocess.Popen([*head, *setup.args(database)], env=setup.env, stdout=subprocess.PIPE, stderr=err)

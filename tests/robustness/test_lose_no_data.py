@@ -108,7 +108,7 @@ def kokeilu(args: list[str], *, key: str, orchestrate: bool | None = None) -> Ou
         from prefect.settings import PREFECT_API_URL
 
         env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
-    done = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", *args], env=env,
+    done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args], env=env,
                           capture_output=True, text=True, timeout=600)
     return Outcome(done.returncode, done.stdout, done.stderr)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-KOKEILU = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+KOKEILU = [sys.executable, "-c", "from flows.cli import main; main()"]
 COMMANDS = ["demo", "generate", "validate", "run", "report", "serve"]
 
 
 def test_help_imports_no_heavy_dependency() -> None:
     code = (
-        "import sys\nfrom typer.testing import CliRunner\nfrom pipeline.cli import app\n"
+        "import sys\nfrom typer.testing import CliRunner\nfrom flows.cli import app\n"
         "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
         "heavy = [m for m in ('prefect', 'great_expectations', 'linearmodels') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -60,7 +60,7 @@ def test_serve_without_a_server_is_one_line(tmp_path: Path) -> None:
 def test_run_passes_corrections_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from pipeline import cli
+    from flows import cli
 
     seen: dict = {}
     monkeypatch.setattr(cli, "_run_and_print", lambda **kw: seen.update(kw))
@@ -78,7 +78,7 @@ def test_run_passes_corrections_on(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_run_passes_processes_on_and_refuses_them_with_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from pipeline import cli
+    from flows import cli
 
     seen: dict = {}
     monkeypatch.setattr(cli, "_run_and_print", lambda **kw: seen.update(kw))

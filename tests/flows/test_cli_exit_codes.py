@@ -1,6 +1,6 @@
 """Every command maps every error a user can cause to its documented exit code, in one line on stderr.
 
-The codes are documented in ``pipeline/cli.py`` and the README: 1 for contract violations and failed or
+The codes are documented in ``flows/cli.py`` and the README: 1 for contract violations and failed or
 refused runs, 2 for unusable input, arguments, keys and databases in use, 3 only for a bug.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample"
 KEY = "0123456789abcdef0123456789abcdef"
 
 
@@ -23,7 +23,7 @@ def kokeilu(*args: str, key: str | None = KEY) -> subprocess.CompletedProcess[st
                                                           "PREFECT_API_URL")}
     if key is not None:
         env["KOKEILU_PSEUDONYM_KEY"] = key
-    return subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", *args], env=env,
+    return subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args], env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from flows.cli import app
 from schemas.hetu import check_character
 
 KELA_HEADER = ("hetu;kotitalous_id;kuntanumero;tilastokuukausi;kotitaloustyyppi;tyomarkkina_asema;perusosa_eur;"
@@ -169,7 +169,7 @@ def test_validate_with_db_loads_the_valid_rows(violations: Path, tmp_path: Path)
 
 def test_exit_codes_of_the_installed_command(violations: Path, tmp_path: Path) -> None:
     """The same codes through a real process, as a shell script sees them."""
-    command = [sys.executable, "-c", "from pipeline.cli import main; main()", "validate"]
+    command = [sys.executable, "-c", "from flows.cli import main; main()", "validate"]
     good = tmp_path / "good"
     good.mkdir()
     _write(good, "toimeentulotuki_201803.csv", _kela_lines())
