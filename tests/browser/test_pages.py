@@ -142,6 +142,12 @@ DOM_SCRIPT = """
     if ((r.width === 0 && r.height === 0) || (r.right <= W + 1 && r.left >= -1)) continue;
     if (!scrollable(el)) overflowing.push(name(el) + ' spans ' + Math.round(r.left) + '..' + Math.round(r.right));
   }
+  for (const el of document.body.querySelectorAll('*')) {  // text running out of its box
+    const s = getComputedStyle(el);
+    if (s.overflowX !== 'visible' || el.scrollWidth <= el.clientWidth + 1 || el.clientWidth === 0) continue;
+    const right = el.getBoundingClientRect().left + el.scrollWidth;
+    if (right > W + 1 && !scrollable(el)) overflowing.push(name(el) + ' content runs to ' + Math.round(right));
+  }
   const refs = [];
   for (const el of document.querySelectorAll('*')) {
     for (const a of ['src', 'href', 'srcset', 'data', 'poster', 'action', 'background', 'xlink:href']) {
@@ -364,6 +370,7 @@ BROKEN = {
     "zero-size object": ('<object data="empty.svg" type="image/svg+xml" width="0" height="0"></object>',
                          {"broken_images", "failed_loads"}),
     "wide element": ('<div style="width:3000px">wide</div>', {"overflowing"}),
+    "text running out of its box": (f"<h1>{'suite_' * 300}</h1>", {"overflowing"}),
 }
 
 
