@@ -21,6 +21,30 @@ from schemas.config import EvaluationConfig
 
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "sample"
 
+PEERS = ("pyfixest", "wildboottest", "diff_diff", "fereg", "statsmodels", "playwright")
+"""Test-only peers the estimators are held to (the ``test`` extras): a missing one is a broken install."""
+
+
+def _import_or_fail(modname: str, minversion: str | None = None, reason: str | None = None, **_: Any) -> Any:
+    """``pytest.importorskip`` under CI: a missing test dependency fails the test instead of skipping it."""
+    import importlib
+
+    try:
+        return importlib.import_module(modname)
+    except ImportError as exc:
+        pytest.fail(f"test dependency {modname} is missing ({exc}): `make test` installs the test extras",
+                    pytrace=False)
+
+
+if os.environ.get("CI"):
+    pytest.importorskip = _import_or_fail  # type: ignore[assignment]
+
+
+@pytest.fixture(scope="session")
+def test_peers() -> tuple[str, ...]:
+    """The test-only peers (``PEERS``)."""
+    return PEERS
+
 
 @pytest.fixture(scope="session")
 def config() -> EvaluationConfig:

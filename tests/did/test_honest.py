@@ -172,7 +172,6 @@ DD_LEVELS = (40, 120, 120)
         (20240601, 4, 3, None, None, 0.02),
         (20240601, 4, 3, None, None, 0.2),
         (12, 3, 4, (0.1, 0.2, 0.3, 0.4), None, 0.05),
-        (13, 5, 3, (1.0, 0.0, 0.0), 30, 0.1),
         (14, 8, 4, None, None, 0.03),
     ],
 )
@@ -180,6 +179,10 @@ def test_smoothness_flci_endpoints_converge_to_diff_diff(
     monkeypatch, seed: int, n_pre: int, n_post: int, l: tuple[float, ...] | None, df: int | None, m: float
 ) -> None:
     """diff_diff's FLCI endpoints reach ours to 1e-6 once its search for h is refined.
+
+    (A case with t(30) critical values and a target on the first post period is not compared here:
+    diff_diff 3.13.0 fails closed to an undefined interval on it on this machine. Critical values
+    from t(df) are compared exactly in ``test_smoothness_single_lead_equals_diff_diff``.)
 
     diff_diff's ``HonestDiD.fit`` picks h by zooming grids of ``DD_LEVELS``
     points, each four steps of the last wide; every extra level of 120 points
@@ -195,9 +198,7 @@ def test_smoothness_flci_endpoints_converge_to_diff_diff(
     for extra in range(3):
         monkeypatch.setattr(dd_honest, "_flci_optimal_h", functools.partial(zoom, levels=DD_LEVELS + (120,) * extra))
         ref = dd.HonestDiD(method="smoothness", M=m, **kwargs).fit(dd_results(beta, V, n_pre, df=df))
-        if not (np.isfinite(ref.ci_lb) and np.isfinite(ref.ci_ub)):
-            # seen with diff_diff 3.13.0 on some machines for (13, 5, 3, l, df=30): it fails closed to NaN
-            pytest.skip(f"diff_diff returned an undefined interval ({ref.ci_lb}, {ref.ci_ub}): nothing to compare")
+        assert np.isfinite(ref.ci_lb) and np.isfinite(ref.ci_ub), "diff_diff gave no interval to compare with"
         assert ours.ci_high - ours.ci_low <= ref.ci_ub - ref.ci_lb + 1e-9
         gaps.append(max(abs(ours.ci_low - ref.ci_lb), abs(ours.ci_high - ref.ci_ub)))
     assert (ours.ci_low, ours.ci_high) == pytest.approx((ref.ci_lb, ref.ci_ub), abs=1e-6)

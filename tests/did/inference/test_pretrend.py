@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipeline.did.cells import Cells
 from pipeline.did.event_study import event_study_cells
@@ -26,14 +27,24 @@ def _cells(rng: np.random.Generator, *, trend: float = 0.0) -> tuple[Cells, np.n
     return Cells(np.arange(G).astype(str), t, n, mean * n[:, None], treat), E
 
 
+def _pre_period(cells: Cells, E: np.ndarray) -> tuple[Cells, np.ndarray]:
+    """The months before the first start, cut out by hand."""
+    keep = cells.times < START
+    return Cells(cells.clusters, cells.times[keep], cells.n, cells.sums[:, keep],
+                 np.zeros((cells.n_clusters, int(keep.sum())))), E[:, keep]
+
+
 def test_statistic_is_the_full_event_study_lead_test() -> None:
     cells, E = _cells(np.random.default_rng(1))
     full = event_study_cells(cells, E, cv3=False).pretrend_test()
     ri = pretrend_randomization(cells, E, draws=19, seed=0)
     assert ri.n_periods == START
-    assert ri.statistic == np.float64(ri.statistic)
+    pre, E_pre = _pre_period(cells, E)
+    assert ri.statistic == pytest.approx(event_study_cells(pre, E_pre, cv3=False).pretrend_test().statistic,
+                                         rel=1e-12)
     # the same leads, fitted on the pre-period only: equal up to the small-sample factor of the longer panel
     assert abs(ri.statistic / full.statistic - 1) < 0.05
+    assert ri.statistic != full.statistic
 
 
 def test_planted_pre_trend_is_detected() -> None:
@@ -41,12 +52,21 @@ def test_planted_pre_trend_is_detected() -> None:
     assert pretrend_randomization(cells, E, draws=199, seed=0).p_value <= 0.01
 
 
-def test_seeded_and_bounded() -> None:
+def test_p_value_equals_brute_force_refits() -> None:
+    """The batched reassignments give the p-value of refitting the event study for each reassignment."""
     cells, E = _cells(np.random.default_rng(3))
-    a = pretrend_randomization(cells, E, draws=49, seed=5)
-    b = pretrend_randomization(cells, E, draws=49, seed=5)
-    assert a == b
-    assert 1 / 50 <= a.p_value <= 1
+    draws, seed = 49, 5
+    a = pretrend_randomization(cells, E, draws=draws, seed=seed)
+    assert a == pretrend_randomization(cells, E, draws=draws, seed=seed)
+    pre, E_pre = _pre_period(cells, E)
+    rng = np.random.default_rng(seed)  # the reassignments' draws, as the function takes them
+    perms = [rng.permutation(cells.n_clusters) for _ in range(draws)]
+    observed = event_study_cells(pre, E_pre, cv3=False).pretrend_test().statistic
+    refits = [event_study_cells(pre, E_pre[p], cv3=False).pretrend_test().statistic for p in perms]
+    exceed = sum(r >= observed * (1 - 1e-12) for r in refits)
+    assert 0 < exceed < draws, "a degenerate case: every or no reassignment exceeds"
+    assert a.p_value == (1 + exceed) / (1 + draws)
+    assert pretrend_randomization(cells, E, draws=draws, seed=seed + 1).p_value != a.p_value
 
 
 def test_randomization_holds_size_where_the_f_test_does_not() -> None:
