@@ -41,6 +41,15 @@ Outcome = Literal[
     "long_term_receipt", "avain_situation", "avain_goal_achieved",
 ]
 BootstrapWeights = Literal["webb", "rademacher"]
+Covariate = Literal[
+    "age_band", "sex", "kotitaloustyyppi", "tyomarkkina_asema", "baseline_receipt_band", "baseline_reduced",
+    "baseline_receipt_months", "age_at_reference",
+]
+"""Baseline covariates: columns of ``panel.cohort``, fixed per person at baseline."""
+DISCRETE_COVARIATES: tuple[str, ...] = (
+    "age_band", "sex", "kotitaloustyyppi", "tyomarkkina_asema", "baseline_receipt_band", "baseline_reduced",
+)
+"""The covariates with a few levels each, usable as strata (the others are counts, summarised by their mean)."""
 
 
 class ConfigError(ValueError):
@@ -170,6 +179,11 @@ class EvaluationConfig(BaseSettings):
         "municipality", "age_band", "sex", "kotitaloustyyppi",
     )
     age_bands: tuple[tuple[int, int], ...] = ((25, 34), (35, 49), (50, 64))
+    covariates: tuple[Covariate, ...] = Field(
+        DISCRETE_COVARIATES,
+        description="baseline covariates of conditional parallel trends and the balance table (columns of "
+                    "panel.cohort); the discrete ones form the strata of the weighting; empty = unconditional",
+    )
     disclosure: DisclosureSettings = DisclosureSettings()
     loading: LoadingSettings = LoadingSettings()
     inference: InferenceSettings = InferenceSettings()
@@ -202,6 +216,14 @@ class EvaluationConfig(BaseSettings):
             if len(code) != 3 or not code.isdigit():
                 raise ValueError(f"pilot_schedule key {code!r}: expected a 3-digit kuntanumero")
         return schedule
+
+    @field_validator("covariates")
+    @classmethod
+    def _distinct_covariates(cls, covariates: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({c for c in covariates if covariates.count(c) > 1})
+        if repeated:
+            raise ValueError(f"covariates: expected each covariate once, found {', '.join(repeated)} repeated")
+        return covariates
 
     @property
     def municipalities_path(self) -> Path:

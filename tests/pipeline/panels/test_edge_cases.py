@@ -92,6 +92,8 @@ PEOPLE: dict[str, str] = {
     "gaps": synthetic_hetu(dt.date(1985, 6, 1), 911),
     "corrected": synthetic_hetu(dt.date(1990, 2, 28), 912),
     "cents": synthetic_hetu(dt.date(1988, 8, 8), 913),
+    "every_month": synthetic_hetu(dt.date(1960, 4, 4), 914),
+    "refused_then_supported": synthetic_hetu(dt.date(1966, 6, 6), 915),
 }
 
 WINDOW = months("201707", "201712")
@@ -115,10 +117,19 @@ ROWS: tuple[KelaRow, ...] = (
     *(KelaRow("corrected", m, granted="400,00") for m in WINDOW),
     KelaRow("cents", "201711", granted="12,34"),
     KelaRow("cents", "201712", granted="487,89"),
+    # Support in every month of 2017; the only reduction comes in 2018, after the baseline year.
+    *(KelaRow("every_month", m, household_type=2) for m in months("201701", "201712")),
+    KelaRow("every_month", "201801", reduction=40),
+    # A negative decision (0 EUR) in June, then four months of support: four months of receipt.
+    KelaRow("refused_then_supported", "201706", granted="0"),
+    *(KelaRow("refused_then_supported", m, TAMPERE, household_type=4) for m in months("201709", "201712")),
 )
 PANEL_MONTHS = [dt.date(int(m[:4]), int(m[4:]), 1) for m in months("201701", "201802")]
 COHORT = {"turns_25_on_reference", "turns_65_after_reference", "status_gained", "moves_out_of_pilot",
-          "moves_into_pilot", "gaps", "corrected", "cents"}
+          "moves_into_pilot", "gaps", "corrected", "cents", "every_month", "refused_then_supported"}
+COHORT_COLUMNS = ("baseline_kuntanumero", "treated", "birth_year", "sex", "age_band", "kotitaloustyyppi",
+                  "age_at_reference")
+COVARIATE_COLUMNS = ("tyomarkkina_asema", "baseline_receipt_months", "baseline_receipt_band", "baseline_reduced")
 
 
 def write_delivery(directory: Path, rows: tuple[KelaRow, ...]) -> dict[str, int]:
@@ -152,8 +163,8 @@ def load_and_build(path: Path, kela_dir: Path, run_id: str) -> dict[str, Any]:
 
 
 def cohort_row(con: duckdb.DuckDBPyConnection, person: str) -> tuple | None:
-    """The person's panel.cohort row without its key, or ``None`` when out of the cohort."""
-    rows = con.execute("select * exclude (person_key) from panel.cohort where person_key = ?",
+    """The person's panel.cohort row (its membership columns, without the key), or ``None`` when out of the cohort."""
+    rows = con.execute(f"select {', '.join(COHORT_COLUMNS)} from panel.cohort where person_key = ?",
                        [key(person)]).fetchall()
     return rows[0] if rows else None
 
@@ -323,3 +334,81 @@ def test_amounts_keep_their_cents(built) -> None:
         dt.date(2017, 11, 1): (12.34, 0, 0),
         dt.date(2017, 12, 1): (487.89, 0, 0),
     })
+
+
+# --------------------------------------------------------------------------- #
+# baseline covariates
+# --------------------------------------------------------------------------- #
+def covariates(con: duckdb.DuckDBPyConnection, person: str) -> tuple:
+    """The person's baseline covariates beyond the membership columns."""
+    return con.execute(f"select {', '.join(COVARIATE_COLUMNS)} from panel.cohort where person_key = ?",
+                       [key(person)]).fetchall()[0]
+
+
+def test_cohort_is_the_membership_columns_then_the_covariates(built) -> None:
+    path, _ = built
+    with db.connect(path, read_only=True) as con:
+        columns = [c for (c,) in con.execute("select column_name from duckdb_columns() where schema_name = 'panel' "
+                                             "and table_name = 'cohort' order by column_index").fetchall()]
+        uncommented = con.execute("select column_name from duckdb_columns() where schema_name = 'panel' "
+                                  "and table_name = 'cohort' and (comment is null or comment = '')").fetchall()
+        nulls = con.execute("select count(*) from panel.cohort where "
+                            + " or ".join(f"{c} is null" for c in COVARIATE_COLUMNS)).fetchall()[0][0]
+    assert columns == ["person_key", *COHORT_COLUMNS, *COVARIATE_COLUMNS]
+    assert uncommented == []
+    assert nulls == 0
+
+
+def test_receipt_and_reductions_of_the_baseline_year(built) -> None:
+    path, _ = built
+    with db.connect(path, read_only=True) as con:
+        found = {p: covariates(con, p) for p in COHORT}
+    # tyomarkkina_asema, baseline_receipt_months, baseline_receipt_band, baseline_reduced
+    assert found == {
+        "turns_25_on_reference": (3, 6, "4-6", False),
+        "turns_65_after_reference": (3, 6, "4-6", False),
+        "status_gained": (3, 6, "4-6", False),  # status 2 until November: the latest row decides
+        "moves_out_of_pilot": (3, 10, "10-12", False),  # spring in Tampere counts as well as the window
+        "moves_into_pilot": (3, 6, "4-6", False),
+        "gaps": (3, 2, "1-3", True),  # reduced in February, before the baseline month (August)
+        "corrected": (3, 6, "4-6", False),
+        "cents": (3, 2, "1-3", False),
+        "every_month": (3, 12, "10-12", False),  # the 2018 reduction is after the baseline year
+        "refused_then_supported": (3, 4, "4-6", False),  # the 0 EUR decision is no month of receipt
+    }
+
+
+def test_covariates_follow_the_latest_baseline_row(built) -> None:
+    path, _ = built
+    with db.connect(path, read_only=True) as con:
+        every = cohort_row(con, "every_month")
+        refused = cohort_row(con, "refused_then_supported")
+    assert every == (CONTROL, False, 1960, "F", "50-64", 2, 57)
+    assert refused == (TAMPERE, True, 1966, "M", "50-64", 4, 51)
+
+
+def test_corrected_month_changes_the_months_of_receipt(delivery, tmp_path) -> None:
+    directory, _ = delivery
+    path = tmp_path / "corrected.duckdb"
+    load_and_build(path, directory, "first")
+    correction = tmp_path / "correction"
+    write_delivery(correction, tuple(r for r in ROWS if r.month == CORRECTED_MONTH and r.person != "corrected"))
+    load_and_build(path, correction, "correction")
+    with db.connect(path, read_only=True) as con:
+        assert covariates(con, "corrected") == (3, 5, "4-6", False)
+
+
+def test_status_covariate_when_several_codes_define_the_cohort(built, tmp_path) -> None:
+    import shutil
+
+    path, _ = built
+    copy = tmp_path / "codes.duckdb"
+    shutil.copy(path, copy)
+    with db.connect(copy) as con:
+        build_panels(con, EvaluationConfig(cohort={"labour_market_codes": (2, 3)}))
+        lost = covariates(con, "status_lost")  # status 2 in the latest 2017 row
+        gained = covariates(con, "status_gained")
+        statuses = dict(con.execute("select tyomarkkina_asema, count(*) from panel.cohort group by 1").fetchall())
+    assert lost == (2, 6, "4-6", False)
+    assert gained == (3, 6, "4-6", False)
+    assert statuses == {2: 1, 3: len(COHORT)}
