@@ -279,6 +279,26 @@ def report(
 
 @app.command()
 @one_line_errors
+def export(
+    db: Annotated[Path, typer.Option("--db", help="Results database (DuckDB).")] = DEFAULT_DB,
+    out: Annotated[Path, typer.Option("--out", help="New directory for the bundle.")] = DEFAULT_OUT / "export",
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run to export (default: the latest completed).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Evaluation configuration (TOML).")] = None,
+) -> None:
+    """Write the output-check bundle of a run: its tables and figures, labelled, with counts, rules and a manifest."""
+    cfg = _config(config)
+    if not db.exists():
+        fail(f"results database {db} does not exist: run `kokeilu run` or `kokeilu demo` first")
+    from pipeline.export import export_bundle
+
+    bundle = export_bundle(db, out, run_id=run_id, config=cfg)
+    withheld = sum(f.get("rows_withheld", 0) for f in bundle.files if f["kind"] == "table")
+    typer.echo(f"bundle of run {bundle.run_id}: {len(bundle.files) + 1} files in {out} "
+               f"({withheld} withheld rows); manifest {out / 'manifest.json'}")
+
+
+@app.command()
+@one_line_errors
 def serve(
     kela: Annotated[Path, typer.Option("--kela", help="Directory where Kela deliveries arrive.")] = Path("deliveries/kela"),
     avain: Annotated[Path | None, typer.Option("--avain", help="Directory where AVAIN deliveries arrive.")] = None,

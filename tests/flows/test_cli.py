@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 KOKEILU = [sys.executable, "-c", "from flows.cli import main; main()"]
-COMMANDS = ["demo", "generate", "validate", "run", "report", "serve"]
+COMMANDS = ["demo", "generate", "validate", "run", "report", "export", "serve"]
 
 
 def test_help_imports_no_heavy_dependency() -> None:
