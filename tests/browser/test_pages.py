@@ -173,10 +173,15 @@ DOM_SCRIPT = """
   const tables = [];
   for (const t of document.querySelectorAll('table')) {
     const heads = Array.from(t.querySelectorAll('th')).map(th => th.innerText.trim());
-    const rows = Array.from(t.querySelectorAll('tr')).filter(tr => tr.querySelector('td')).map(tr => ({
-      cells: Array.from(tr.children).map(td => td.innerText.trim()),
-      suppressed: !!tr.querySelector('td.suppressed'),
-    }));
+    const rows = Array.from(t.querySelectorAll('tr')).filter(tr => tr.querySelector('td')).map(tr => {
+      let col = 0;
+      const spans = Array.from(tr.children).map(td => {
+        const at = col; col += td.colSpan || 1;
+        return {col: at, withheld: td.classList.contains('suppressed')};
+      });
+      return {cells: Array.from(tr.children).map(td => td.innerText.trim()), spans,
+              suppressed: !!tr.querySelector('td.suppressed')};
+    });
     tables.push({id: t.id, heads, rows});
   }
   return {images, overflowing, refs, tables, text: document.documentElement.textContent,
@@ -248,17 +253,27 @@ def check_page(context: Any, url: str, *, person_keys: frozenset[str] = frozense
     return found
 
 
+LABEL_HEADERS = frozenset({"outcome", "estimator", "subgroup", "method", "assumes", "variant", "left out",
+                           "restriction", "bound", "schedule change", "treated / all clusters"})
+"""Columns that name a row (or count clusters, which are not withheld): their numbers are labels."""
+
+
 def _suppressed_numbers(tables: list[dict[str, Any]], withheld: frozenset[int]) -> list[str]:
-    """Rows marked suppressed that show an estimate (a decimal number) or a withheld count."""
+    """Rows marked suppressed that show an estimate (a decimal number) or a withheld count outside their labels
+    (the first column, the columns of :data:`LABEL_HEADERS`); the withheld cell's text (which names the
+    threshold, never under it) is checked too."""
     out = []
     for table in tables:
+        heads = [h.lower() for h in table["heads"]]
         for row in table["rows"]:
             if not row["suppressed"]:
                 continue
-            cells = row["cells"]
-            counts = {int(c) for c in (re.sub(r"[\s\u202f\u00a0,]", "", cell) for cell in cells) if c.isdigit()}
-            if any(DECIMAL.search(c) for c in cells) or counts & withheld:
-                out.append(" | ".join(cells))
+            shown = [text for text, span in zip(row["cells"], row["spans"])
+                     if span["col"] > 0 and (span["withheld"] or span["col"] >= len(heads)
+                                             or heads[span["col"]] not in LABEL_HEADERS)]
+            counts = {int(c) for c in (re.sub(r"[\s\u202f\u00a0,]", "", cell) for cell in shown) if c.isdigit()}
+            if any(DECIMAL.search(c) for c in shown) or counts & withheld:
+                out.append(" | ".join(row["cells"]))
     return out
 
 
@@ -282,14 +297,37 @@ def secrets(evaluated_sample) -> Secrets:
         rows = con.execute(
             "select outcome, estimator, subgroup, n_persons, n_obs, estimate from results.did_estimates "
             "where run_id = ? and suppressed", [evaluated_sample.run_id]).fetchall()
+        others = con.execute(  # the person counts of the other tables' suppressed rows
+            "select n_persons from results.robustness where run_id = ? and suppressed union all "
+            "select treated_persons from results.cost where run_id = ? and suppressed",
+            [evaluated_sample.run_id] * 2).fetchall()
     assert keys, "the sample's staging table holds no person keys"
     assert all(est is None for *_, est in rows), "a suppressed row keeps its estimate in the database"
     withheld = {int(n) for _, _, _, p, o, _ in rows for n in (p, o) if n is not None}
+    withheld |= {int(n) for (n,) in others if n is not None}
     return Secrets(frozenset(keys), frozenset(withheld), [(o, e, s) for o, e, s, *_ in rows])
 
 
 def _assert_clean(found: PageCheck) -> None:
     assert found.problems() == {}, f"{found.url}: {found.problems()}"
+
+
+def unmarked_suppressed(found: PageCheck, suppressed: list[tuple[str, str, str]]) -> list[str]:
+    """Estimates the database holds as suppressed that the page leaves out or shows in a row not marked
+    suppressed. A row is found by its outcome and estimator and its subgroup (a cell, or its level in the
+    first cell, as the report's subgroup tables print it; the headline rows for ``all``)."""
+    problems = []
+    for outcome, estimator, subgroup in suppressed:
+        level = subgroup.split("=", 1)[-1]
+        shown = [r for t in found.tables for r in t["rows"]
+                 if outcome in r["cells"] and estimator in r["cells"]
+                 and (subgroup in r["cells"] or r["cells"][0] == level
+                      or (subgroup == "all" and r["cells"][:2] == [outcome, estimator]))]
+        if not shown:
+            problems.append(f"{outcome}/{estimator}/{subgroup} not in the page")
+        problems += [f"{outcome}/{estimator}/{subgroup} unmarked: {' | '.join(r['cells'])}"
+                     for r in shown if not r["suppressed"]]
+    return problems
 
 
 @pytest.mark.slow
@@ -301,16 +339,25 @@ def test_report_renders_offline_and_discloses_nothing(chromium, browser, evaluat
     assert "Kokeilu: evaluation of the pilot" in found.text
     assert found.images > 0, "the report should hold its plots"
     assert secrets.suppressed_rows, "the sample should give suppressed estimates"
-    marked = [r for t in found.tables for r in t["rows"] if r["suppressed"]]
-    for outcome, estimator, subgroup in secrets.suppressed_rows:
-        level = subgroup.split("=", 1)[-1]
-        shown = [r for t in found.tables for r in t["rows"]
-                 if outcome in r["cells"] and estimator in r["cells"]
-                 and (subgroup in r["cells"] or r["cells"][0] == level
-                      or (subgroup == "all" and r["cells"][:2] == [outcome, estimator]))]
-        assert shown, f"suppressed estimate {outcome}/{estimator}/{subgroup} is not in the report"
-        assert all(r["suppressed"] for r in shown), f"{outcome}/{estimator}/{subgroup} shown unmarked: {shown}"
-    assert marked
+    assert unmarked_suppressed(found, secrets.suppressed_rows) == []
+
+
+@pytest.mark.slow
+def test_the_checker_reports_the_report_with_its_withheld_cells_filled(chromium, browser, evaluated_sample,
+                                                                       secrets: Secrets, tmp_path: Path) -> None:
+    """The report with every withheld cell showing numbers, marked or not, fails the checks."""
+    page = (evaluated_sample.out / "report" / "index.html").read_text(encoding="utf-8")
+    withheld = re.compile(r'<td class="suppressed"[^>]*>.*?</td>', re.S)
+    n = next(iter(secrets.withheld))
+    marked, changed = withheld.subn(f'<td class="suppressed" colspan="8">0.1234 ({n} persons)</td>', page)
+    unmarked = withheld.sub('<td class="num">0.1234</td>', page)
+    assert changed > 0
+    (tmp_path / "marked.html").write_text(marked, encoding="utf-8")
+    (tmp_path / "unmarked.html").write_text(unmarked, encoding="utf-8")
+    found = check_page(browser, (tmp_path / "marked.html").as_uri(), withheld=secrets.withheld)
+    assert len(found.suppressed_numbers) == changed, found.suppressed_numbers
+    found = check_page(browser, (tmp_path / "unmarked.html").as_uri(), withheld=secrets.withheld)
+    assert len(unmarked_suppressed(found, secrets.suppressed_rows)) >= len(secrets.suppressed_rows)
 
 
 @pytest.mark.slow
@@ -346,10 +393,14 @@ CLEAN = """<!doctype html><html><head><meta charset="utf-8"><title>t</title></he
 <p>Estimates</p><div style="overflow-x:auto"><table><tr><th>Outcome</th><th>Estimator</th><th>Estimate</th></tr>
 <tr><td>received</td><td>twfe</td><td class="num">0.0123</td></tr>
 <tr><td>amount_eur</td><td>twfe</td><td class="suppressed">suppressed (&lt; 15 persons)</td></tr></table></div>
+<div style="overflow-x:auto"><table><tr><th>kotitaloustyyppi</th><th>Outcome</th><th>Estimator</th><th>Estimate</th>
+<th>Persons</th><th>Treated / all clusters</th></tr><tr><td>12</td><td>received</td><td>twfe</td>
+<td class="suppressed" colspan="2">suppressed (&lt; 15 persons)</td><td class="num">2 / 8</td></tr></table></div>
 <img alt="plot" src="data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSI0MCIgaGVpZ2h0PSIyMCI+PHJlY3Qgd2lkdGg9IjQwIiBoZWlnaHQ9IjIwIiBmaWxsPSIjMDA3Ii8+PC9zdmc+">
 <svg width="30" height="10"><rect width="30" height="10"/></svg>
 {extra}</body></html>"""
-"""A small page that passes every check; each broken page adds one fault to it."""
+"""A small page that passes every check (a row label equal to a withheld count, the threshold in the withheld
+cell and the cluster count are not findings); each broken page adds one fault to it."""
 
 KEY = "0c6f3a52-8d1e-4b6a-9f0e-2a7d5c1b3e94"
 BROKEN = {
