@@ -52,17 +52,19 @@ from pipeline.did.comparison import CleanControlsFit, SyntheticDidFit, clean_con
 from pipeline.did.data import Panel
 from pipeline.did.regression import Did2x2Fit, EventStudyFit, TwfeFit, did_2x2, event_study, twfe
 from pipeline.did.fit import TIDY_COLUMNS, Fit, InferenceNotAvailable, InferenceResult
+from pipeline.did.honest_api import honest_sensitivity
 from pipeline.did.panel import NotAggregable
-
-# group_time (Callaway-Sant'Anna, pipeline/did/group_time.py) joins the estimators here once it returns a Fit.
+from pipeline.did.staggered import AggregateFit, GroupTimeFit, group_time
 
 __all__ = [
     "TIDY_COLUMNS",
+    "AggregateFit",
     "Cells",
     "CleanControlsFit",
     "Did2x2Fit",
     "EventStudyFit",
     "Fit",
+    "GroupTimeFit",
     "InferenceNotAvailable",
     "InferenceResult",
     "NotAggregable",
@@ -72,6 +74,8 @@ __all__ = [
     "clean_controls",
     "did_2x2",
     "event_study",
+    "group_time",
+    "honest_sensitivity",
     "synthetic_did",
     "twfe",
 ]

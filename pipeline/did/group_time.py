@@ -129,6 +129,9 @@ class AggregateResult:
     influence_function
         The overall summary's influence function over units (the scale of
         :attr:`GroupTimeResult.influence_function`).
+    table_influence
+        n_units x rows of ``table``: the influence function of each row's
+        estimate, on the same scale (n_units x 0 for ``simple``).
     """
 
     type: AggregationType
@@ -137,6 +140,7 @@ class AggregateResult:
     table: pl.DataFrame
     influence_function: np.ndarray
     alpha: float = 0.05
+    table_influence: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ci_low(self) -> float:
@@ -671,7 +675,8 @@ def _aggregate(
                                   "ci_low": estimates - z * ses, "ci_high": estimates + z * ses}).fill_nan(None)
             if np.all(np.mod(keys, 1) == 0):
                 frame = frame.with_columns(pl.col(label).cast(pl.Int64))
-        return AggregateResult(type_, float(estimate), se, frame, overall_inf, fit.spec.alpha)
+        rows_inf = np.zeros((overall_inf.shape[0], 0)) if parts is None else parts
+        return AggregateResult(type_, float(estimate), se, frame, overall_inf, fit.spec.alpha, rows_inf)
 
     if type_ == "simple":
         keep = np.flatnonzero((rg <= rt) & (rt <= rg + max_e))
