@@ -37,14 +37,18 @@ so ``"reg"``, ``"ipw"`` and ``"dr"`` all estimate
 :math:`\bar{\Delta Y}_1 - \sum_s (n_{1s}/n_1) \bar{\Delta Y}_{0s}`. After
 weighting every discrete covariate's shares equal the pilot's exactly, unless
 some pilot members sit in strata without a comparison member (no common
-support): those cannot be matched, and the remaining :math:`d_w` shows them.
+support): those cannot be matched, the remaining :math:`d_w` shows them, and
+``pilot_persons_unmatched`` counts them at each level. With many covariates and
+few persons the strata thin out and more pilot members go unmatched: the table
+says so rather than hiding it.
 
 Disclosure control: a row resting on fewer than
 ``config.disclosure.min_cell_persons`` persons in either cohort has its counts
 and numbers withheld (NULL) and ``suppressed`` true. Because a covariate's
 shares add up to one, a covariate with exactly one such level also has its
 next-smallest level withheld (secondary suppression), so the hidden cell cannot
-be recovered by subtraction.
+be recovered by subtraction. An unmatched count of 1 to threshold - 1 persons is
+withheld on its own.
 """
 
 from __future__ import annotations
@@ -57,13 +61,13 @@ from schemas.config import DISCRETE_COVARIATES, EvaluationConfig
 
 BALANCE_COLUMNS: tuple[str, ...] = (
     "covariate", "level", "statistic", "pilot_persons", "comparison_persons", "pilot_value", "comparison_value",
-    "comparison_value_weighted", "std_diff", "std_diff_weighted", "strata", "suppressed",
+    "comparison_value_weighted", "std_diff", "std_diff_weighted", "pilot_persons_unmatched", "strata", "suppressed",
 )
 """Columns of :func:`balance_table` (and of ``results.balance`` besides ``run_id``), in order."""
 
 WITHHELD: tuple[str, ...] = (
     "pilot_persons", "comparison_persons", "pilot_value", "comparison_value", "comparison_value_weighted",
-    "std_diff", "std_diff_weighted",
+    "std_diff", "std_diff_weighted", "pilot_persons_unmatched",
 )
 """The columns withheld (NULL) in a suppressed row."""
 
@@ -96,6 +100,7 @@ def balance_table(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> p
     covariates = list(config.covariates)
     strata = [c for c in covariates if c in DISCRETE_COVARIATES]
     cohort = _cohort(con, covariates).with_columns(stratum_weights(pl.col("treated"), strata))
+    cohort = cohort.with_columns(_unmatched(pl.col("treated"), strata))
     label = " x ".join(strata) if strata else "none"
     frames = [_rows(cohort, c) for c in covariates]
     if not frames:
@@ -108,6 +113,8 @@ def stratum_weights(treated: pl.Expr, strata: list[str]) -> pl.Expr:
     """Weight ``w``: 1 for pilot members, n_pilot(s) / n_comparison(s) for comparison members of stratum s."""
     if not strata:
         return pl.lit(1.0).alias("w")
+    # comparison members of a stratum without pilot members weigh 0; pilot members of a stratum without
+    # comparison members keep weight 1 but nothing in the comparison cohort can stand for them
     n_pilot = treated.cast(pl.Float64).sum().over(strata)
     n_comparison = (~treated).cast(pl.Float64).sum().over(strata)
     return pl.when(treated).then(1.0).otherwise(n_pilot / n_comparison).alias("w")
@@ -122,8 +129,18 @@ def suppress_cells(table: pl.DataFrame, threshold: int) -> pl.DataFrame:
     open_rank = pl.when(~pl.col("suppressed")).then(pl.col("_persons")).rank("ordinal").over("covariate")
     secondary = lone & (pl.col("statistic") == "share") & ~pl.col("suppressed") & (open_rank == 1)
     table = table.with_columns((pl.col("suppressed") | secondary).alias("suppressed")).drop("_persons")
+    unmatched = pl.col("pilot_persons_unmatched")
+    table = table.with_columns(pl.when(unmatched.is_between(1, threshold - 1)).then(None).otherwise(unmatched)
+                               .alias("pilot_persons_unmatched"))
     return table.with_columns([pl.when(pl.col("suppressed")).then(None).otherwise(pl.col(c)).alias(c)
                                for c in WITHHELD])
+
+
+def _unmatched(treated: pl.Expr, strata: list[str]) -> pl.Expr:
+    """True for a pilot member whose stratum has no comparison member (no common support)."""
+    if not strata:
+        return pl.lit(False).alias("unmatched")
+    return (treated & ((~treated).sum().over(strata) == 0)).alias("unmatched")
 
 
 def _cohort(con: duckdb.DuckDBPyConnection, covariates: list[str]) -> pl.DataFrame:
@@ -156,6 +173,7 @@ def _row(cohort: pl.DataFrame, covariate: str, level: str, x: pl.Expr, statistic
         pl.lit(statistic).alias("statistic"),
         (pilot & counted).sum().cast(pl.Int64).alias("pilot_persons"),
         (comparison & counted).sum().cast(pl.Int64).alias("comparison_persons"),
+        (pl.col("unmatched") & counted).sum().cast(pl.Int64).alias("pilot_persons_unmatched"),
         x.filter(pilot).mean().alias("pilot_value"),
         x.filter(comparison).mean().alias("comparison_value"),
         ((x * pl.col("w")).filter(comparison).sum() / pl.col("w").filter(comparison).sum())
@@ -172,5 +190,5 @@ def _row(cohort: pl.DataFrame, covariate: str, level: str, x: pl.Expr, statistic
 
 
 def _schema() -> dict[str, pl.DataType]:
-    return {c: (pl.Int64 if c.endswith("_persons") else pl.Float64 if c in _FLOATS
+    return {c: (pl.Int64 if "_persons" in c else pl.Float64 if c in _FLOATS
                 else pl.Boolean if c == "suppressed" else pl.String) for c in BALANCE_COLUMNS}

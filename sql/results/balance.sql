@@ -14,6 +14,7 @@ create table if not exists results.balance (
     comparison_value_weighted  double,
     std_diff                   double,
     std_diff_weighted          double,
+    pilot_persons_unmatched    bigint,
     strata                     varchar not null,
     suppressed                 boolean not null default false,
     primary key (run_id, covariate, level)
@@ -30,5 +31,6 @@ comment on column results.balance.comparison_value is 'Share (or mean) in the co
 comment on column results.balance.comparison_value_weighted is 'Share (or mean) in the comparison cohort weighted to the pilot''s composition: a member of stratum s weighs n_pilot(s) / n_comparison(s), the ATT odds weights of a saturated propensity score over the strata.';
 comment on column results.balance.std_diff is 'Standardized difference before weighting: (pilot - comparison) / sqrt of the mean of the two cohorts'' variances.';
 comment on column results.balance.std_diff_weighted is 'Standardized difference after weighting: (pilot - weighted comparison) over the same unweighted denominator; 0 for discrete strata with common support.';
+comment on column results.balance.pilot_persons_unmatched is 'Pilot cohort members at this level whose stratum has no comparison member (no common support: the weighting cannot match them); NULL when suppressed or between 1 and the disclosure threshold.';
 comment on column results.balance.strata is 'The covariates whose level combinations form the weighting strata (joined by " x "); none = unweighted.';
 comment on column results.balance.suppressed is 'True when the row rests on fewer persons than the disclosure threshold in either cohort, or is withheld so that such a row cannot be recovered from the others; its numbers are then NULL.';

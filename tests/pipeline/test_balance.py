@@ -67,6 +67,7 @@ def test_rows_and_columns(table: pl.DataFrame) -> None:
     ]
     assert set(table["strata"]) == {" x ".join(STRATA)}
     assert not table["suppressed"].any()
+    assert table["pilot_persons_unmatched"].to_list() == [0] * table.height
 
 
 def test_shares_and_standardized_differences_by_hand(cohort: pl.DataFrame, table: pl.DataFrame) -> None:
@@ -121,6 +122,15 @@ def test_without_common_support_the_unmatched_pilot_members_show(cohort: pl.Data
     assert row["comparison_value_weighted"] == pytest.approx(
         matched.filter(pl.col("kotitaloustyyppi") == 2).height / matched.height, abs=1e-13)
     assert row["std_diff_weighted"] > 0.05
+    unmatched = dict(table.filter(pl.col("covariate") == "kotitaloustyyppi").select("level", "pilot_persons_unmatched")
+                     .iter_rows())
+    n_gap = pilot.height - matched.height
+    assert n_gap >= 5 and unmatched == {"1": 0, "2": n_gap, "4": 0}
+    # the same count under a threshold above it is withheld, the row itself stays
+    strict = balance_table(_con(cohort.filter(~gap)), EvaluationConfig(
+        covariates=("age_band", "kotitaloustyyppi"), disclosure={"min_cell_persons": n_gap + 1}))
+    row = strict.filter((pl.col("covariate") == "kotitaloustyyppi") & (pl.col("level") == "2")).row(0, named=True)
+    assert not row["suppressed"] and row["pilot_persons_unmatched"] is None and row["pilot_value"] is not None
 
 
 def test_no_covariates_is_an_empty_table(cohort: pl.DataFrame) -> None:
@@ -145,7 +155,7 @@ def test_small_cells_are_suppressed_with_a_second_cell(cohort: pl.DataFrame) -> 
     assert household.filter(pl.col("suppressed"))["level"].to_list() == sorted(["5", smallest])
     hidden = household.filter(pl.col("suppressed"))
     withheld = ["pilot_persons", "comparison_persons", "pilot_value", "comparison_value",
-                "comparison_value_weighted", "std_diff", "std_diff_weighted"]
+                "comparison_value_weighted", "std_diff", "std_diff_weighted", "pilot_persons_unmatched"]
     assert hidden.select(withheld).null_count().row(0) == (2,) * len(withheld)
     assert household.filter(~pl.col("suppressed")).select(withheld).null_count().row(0) == (0,) * len(withheld)
     assert not table.filter(pl.col("covariate") == "sex")["suppressed"].any()
