@@ -269,3 +269,14 @@ def _cohort(data: pl.DataFrame) -> pl.Expr:
 def _cluster_sums(psi: np.ndarray, data: pl.DataFrame) -> np.ndarray:
     cluster_of_unit = data.group_by("id").agg(pl.col("cl").first()).sort("id")["cl"].to_numpy()
     return np.bincount(cluster_of_unit, weights=psi, minlength=8)
+
+
+def test_a_treatment_that_ends_counts_by_its_first_treated_period(small, small_fit) -> None:
+    """As Tornio's one-year pilot: cluster 0 leaves treatment after period 3. Its cohort, the estimates and the
+    test of no effect are those of the absorbing path; under a non-zero null Y(0) = Y - null D uses the path."""
+    ends = small.with_columns(pl.when((pl.col("cl") == 0) & (pl.col("t") > 3)).then(0).otherwise(pl.col("d"))
+                              .alias("d"))
+    fit = did.group_time(did.Panel(ends, unit="id", time="t", cluster="cl", treatment="d"), "y")
+    assert fit.tidy().equals(small_fit.tidy())
+    assert fit.randomization_test().p_value == small_fit.randomization_test().p_value
+    assert fit.randomization_test(null=0.5).statistic != small_fit.randomization_test(null=0.5).statistic
