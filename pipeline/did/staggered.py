@@ -130,9 +130,11 @@ class StaggeredFit(Fit):
         ``restricted=False``: the multiplier bootstrap of R ``did`` (``mboot``),
         bootstrap-t: :math:`t^*_b = \sum_c v_{bc}S_c / \sqrt{\sum_c v_{bc}^2 S_c^2}`
         against :math:`t = (\hat\theta - \text{null})/\mathrm{se}`, percentile-t
-        interval. ``table`` has, for every term of ``tidy()``, the analytic and
-        the bootstrap standard error (the standard deviation of
-        :math:`\theta^*_b`) and the pointwise p-value and interval.
+        interval. ``table`` has, for every term of ``tidy()`` (first the
+        headline ``"att"``), the analytic and the bootstrap standard error (the
+        standard deviation of :math:`\theta^*_b`), the pointwise p-value (of
+        ``null`` for the headline, of no effect for the other terms) and the
+        pointwise percentile-t interval, all from the same draws.
 
         ``restricted=True``: a score bootstrap with the null imposed (Kline and
         Santos 2012). What is imposed: the influence function is recentred
@@ -193,7 +195,8 @@ class StaggeredFit(Fit):
 
             def score_t(beta0: float) -> tuple[float, np.ndarray]:
                 d = theta - beta0
-                obs = d * np.sum(H) / np.sqrt(np.sum((S + d * H) ** 2))
+                tilde = S + d * H
+                obs = np.sum(tilde) / np.sqrt(np.sum(tilde**2))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     star = (WS + d * WH) / np.sqrt(np.maximum(QSS + 2 * d * QSH + d * d * QHH, 0.0))
                 return float(obs), star
