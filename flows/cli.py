@@ -113,11 +113,16 @@ def generate(
     scale: Annotated[Scale, typer.Option(help="Size of the delivery.")] = Scale.small,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 20180101,
     anticipation: Annotated[bool, typer.Option(help="Plant an anticipation effect in Tampere from 2017-11.")] = False,
+    selection: Annotated[float, typer.Option(
+        min=0, help="Plant selection on observables of this strength (1 = the documented one): pilot cohorts "
+                    "younger and more often single, young single recipients' receipt falling faster over "
+                    "2018-2019; truth.json states the unconditional DiD's bias.")] = 0.0,
 ) -> None:
     """Write a synthetic Kela-style and AVAIN-style delivery with known planted effects and truth.json."""
     from fixtures.generator import generate as _generate
 
-    truth = _write_delivery(_generate, out, scale=scale.value, seed=seed, anticipation=anticipation)
+    truth = _write_delivery(_generate, out, scale=scale.value, seed=seed, anticipation=anticipation,
+                            selection=selection)
     typer.echo(
         f"wrote {scale.value} delivery to {out} (seed {seed}): "
         f"{truth['rows']['kela']:,} Kela-style rows, {truth['rows']['avain']:,} AVAIN-style rows, "
