@@ -219,12 +219,13 @@ class StaggeredFit(Fit):
         dev = W @ S  # n (theta* - theta), (B, k)
         with np.errstate(divide="ignore", invalid="ignore"):
             t_star = np.abs(dev / np.sqrt((W * W) @ (S * S)))
-            t_obs = np.abs((est - np.where(np.arange(len(terms)) == 0, null, 0.0)) / se)
+            signed = (est - np.where(np.arange(len(terms)) == 0, null, 0.0)) / se
+            t_obs = np.abs(signed)
         ok = np.isfinite(se) & (se > 0)
         p = np.where(ok, np.mean(t_star >= t_obs * (1 - _RTOL), axis=0), np.nan)
         q = np.where(ok, np.quantile(np.where(ok, t_star, 0.0), 1 - self.alpha, axis=0), np.nan)
         table = pl.DataFrame({"term": terms, "estimate": est, "std_error": se,
-                              "bootstrap_std_error": dev.std(axis=0) / n, "statistic": (est / se),
+                              "bootstrap_std_error": dev.std(axis=0) / n, "statistic": signed,
                               "p_value": p, "ci_low": est - q * se, "ci_high": est + q * se}).fill_nan(None)
         if not ok[0]:
             raise ValueError("wild_bootstrap: the aggregate's standard error is zero or missing")
