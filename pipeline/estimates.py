@@ -12,7 +12,9 @@ is exact. From the cells come:
   inference keeping the design (the pilot's paths reassigned across
   municipalities, fully enumerated where feasible);
 * ``clean_controls``: the heterogeneity- and exit-robust estimator of
-  :mod:`pipeline.did.clean_controls`;
+  :mod:`pipeline.did.clean_controls`, with the same wild cluster bootstrap
+  (WCR, WCU) and randomization inference for the whole cohort, studentised by
+  its own variance (:mod:`pipeline.did.inference.clean_controls`);
 * ``event_study``: leads and lags relative to each municipality's start, and
   the joint test of the leads;
 * the same estimators by municipality, age band, sex and household type.
@@ -72,11 +74,12 @@ def _cells(frame: pl.DataFrame, time: str) -> Cells | None:
 
 
 # -------------------------------------------------------------------- estimates
-def _row(outcome: str, estimator: str, subgroup: str, res: Any, n_persons: int) -> dict[str, Any]:
+def _row(outcome: str, estimator: str, subgroup: str, res: Any, n_persons: int, *,
+         std_error_cv3: float | None = None) -> dict[str, Any]:
     return {
         "outcome": outcome, "estimator": estimator, "subgroup": subgroup,
         "estimate": res.estimate, "std_error": res.std_error, "ci_low": res.ci_low, "ci_high": res.ci_high,
-        "p_value": res.p_value, "std_error_cv3": getattr(res, "std_error_cv3", None),
+        "p_value": res.p_value, "std_error_cv3": std_error_cv3,
         "n_obs": res.n_obs, "n_persons": n_persons, "n_clusters": res.n_clusters,
         "n_treated_clusters": res.n_treated_clusters, "path": res.path,
     }
@@ -89,7 +92,7 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
     n_persons = int(cells.n.sum())
     alpha = config.inference.alpha
     tw = twfe_cells(cells, alpha=alpha)
-    row = _row(outcome, "twfe", subgroup, tw, n_persons)
+    row = _row(outcome, "twfe", subgroup, tw, n_persons, std_error_cv3=tw.std_error_cv3)
     if infer:
         extra, inf_rows = few_cluster_inference(cells, config, subgroup=subgroup != "all")
         row.update(extra)
@@ -100,8 +103,46 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
     rows.append(row)
     if cells.treated_clusters.any() and (~cells.treated_clusters).any():
         cc = clean_controls_cells(cells, alpha=alpha)
-        rows.append(_row(outcome, "clean_controls", subgroup, cc, n_persons))
+        cc_row = _row(outcome, "clean_controls", subgroup, cc, n_persons)
+        if infer and subgroup == "all":  # the whole cohort's: the subgroups' would double their inference time
+            extra, inf_rows = clean_controls_inference(cells, config)
+            cc_row.update(extra)
+            inference += [dict(r, outcome=outcome, estimator="clean_controls", subgroup=subgroup) for r in inf_rows]
+        rows.append(cc_row)
     return rows, inference
+
+
+def clean_controls_inference(cells: Cells, config: EvaluationConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Wild cluster bootstrap (WCR and WCU, two or more treated municipalities) and randomization inference
+    for the clean-control estimate, with its own variance as the studentisation."""
+    from pipeline.did.inference import clean_controls as cc_inference
+
+    inf = config.inference
+    out: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    if cells.treated_clusters.sum() >= 2:
+        wcr, wcu = cc_inference.wild_bootstraps(cells, draws=inf.bootstrap_draws, weights=inf.bootstrap_weights,
+                                                restricted=(True, False), alpha=inf.alpha, seed=inf.seed)
+        for name, r, assumes in (
+            (f"wcr_{inf.bootstrap_weights}", wcr, "wild cluster bootstrap-t of the clean-control estimate, "
+                                                  "constant effect imposed; CI by test inversion"),
+            (f"wcu_{inf.bootstrap_weights}", wcu, "wild cluster bootstrap-t of the clean-control estimate, "
+                                                  "unrestricted; percentile-t CI"),
+        ):
+            out.append({"method": name, "p_value": r.p_value, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                        "exact": bool(r.exact_enumeration), "draws": int(r.draws), "assumes": assumes})
+        extra.update(p_value_wild_bootstrap=wcr.p_value, ci_low_wild_bootstrap=wcr.ci_low,
+                     ci_high_wild_bootstrap=wcr.ci_high)
+    # enumerated up to the subgroups' limit even for the whole cohort: each assignment costs more than TWFE's
+    ri = cc_inference.randomization(cells, design_paths(cells), max_assignments=inf.subgroup_max_assignments,
+                                    draws=inf.randomization_draws, seed=inf.seed, alpha=inf.alpha)
+    out.append({"method": "randomization", "p_value": ri.p_value, "ci_low": ri.ci_low, "ci_high": ri.ci_high,
+                "exact": bool(ri.exact), "draws": int(ri.n_assignments),
+                "assumes": "sharp null of a constant effect; pilot paths reassigned across municipalities; "
+                           "statistic |t| of the clean-control estimate (|estimate| with one treated municipality); "
+                           "CI by test inversion"})
+    extra["p_value_randomization"] = ri.p_value
+    return extra, out
 
 
 def few_cluster_inference(cells: Cells, config: EvaluationConfig, *,
@@ -119,7 +160,7 @@ def few_cluster_inference(cells: Cells, config: EvaluationConfig, *,
         (f"wcu_{inf.bootstrap_weights}", wcu, "wild cluster bootstrap-t, unrestricted; percentile-t CI"),
     ):
         out.append({"method": name, "p_value": r.p_value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                    "exact": bool(getattr(r, "exact_enumeration", False)), "draws": int(r.draws), "assumes": assumes})
+                    "exact": bool(r.exact_enumeration), "draws": int(r.draws), "assumes": assumes})
     limit = inf.subgroup_max_assignments if subgroup else inf.randomization_max_assignments
     ri = randomization_test(cells, design_paths(cells), max_assignments=limit,
                             draws=inf.randomization_draws, seed=inf.seed, alpha=inf.alpha, ci=False)
@@ -166,14 +207,16 @@ def robustness_frames(cells: Cells, outcome: str, config: EvaluationConfig, rows
     """Synthetic DiD, leave-one-out, HonestDiD bounds, the anticipation rerun and, for euros, the cost view."""
     from pipeline import robustness
 
-    sdid = robustness.sdid_row(cells, outcome, config)
+    sdid, sdid_inference = robustness.sdid_row(cells, outcome, config), []
     if sdid is not None:
+        sdid_inference = robustness.sdid_randomization(cells, outcome, config, sdid)
         rows = rows + [sdid]
     pilot_months = int((cells.treat != 0).sum(axis=1).max())
     checks = robustness.leave_one_out(cells, outcome, config) + robustness.honest_rows(
         es, outcome, config, pilot_months=pilot_months)
     out: dict[str, pl.DataFrame] = {"did_estimates": pl.DataFrame([sdid]) if sdid else pl.DataFrame(),
-                                    "robustness": pl.DataFrame(checks)}
+                                    "robustness": pl.DataFrame(checks),
+                                    "inference": pl.DataFrame(sdid_inference) if sdid_inference else pl.DataFrame()}
     out = _merge(out, robustness.anticipation(cells, outcome, config))
     if outcome == "amount_eur":
         out["cost"] = robustness.cost_view(cells, rows, outcome)

@@ -417,3 +417,29 @@ def test_did_2x2_wild_bootstrap_and_randomization_equal_enumerated_dense_refits(
     ts = [abs(dense(s, y, s["d"].to_numpy().astype(float))[1][0])
           for a in design_assignments(df, "id") for s in [with_treatment(df, a, "id")]]
     assert ri.p_value == pytest.approx(np.mean(np.array(ts) >= abs(t_obs) * (1 - RTOL)), abs=1e-12)
+
+
+def test_sdid_blocks_randomization_equals_the_one_block_test_and_averages_the_blocks() -> None:
+    """One block: the same assignments and p-value as the single-block test; two blocks: the observed statistic
+    is the average of the blocks' own SDID estimates, weighted by treated cluster-periods."""
+    from pipeline.did.inference.synthetic import blocks_randomization, sdid_randomization
+    from pipeline.did.sdid import sdid_matrix
+
+    rng = np.random.default_rng(16)
+    G, T = 8, 7
+    means = rng.normal(size=(G, T)) + np.arange(T) + rng.normal(size=(G, 1))
+    treat = np.zeros((G, T))
+    treat[:2, 5:] = 1
+    one = blocks_randomization(means, treat)
+    Y = np.vstack([means[2:], means[:2]])
+    ref = sdid_randomization(Y, n_treated=2, n_post=2, ci=False)
+    assert one.exact and one.n_assignments == ref.n_assignments
+    assert one.p_value == ref.p_value and one.t_stat == pytest.approx(ref.t_stat, abs=1e-9)
+    treat[2, 4:6] = 1  # a second block, treated in periods 4 and 5 only
+    two = blocks_randomization(means, treat, max_assignments=0, draws=50)
+    controls = means[3:]
+    first = sdid_matrix(np.vstack([controls, means[:2]]), n_treated=2, n_post=2, replications=2).estimate
+    second = sdid_matrix(np.vstack([controls[:, :6], means[2:3, :6]]), n_treated=1, n_post=2,
+                         replications=2).estimate
+    assert two.t_stat == pytest.approx((4 * first + 2 * second) / 6, abs=1e-9)
+    assert not two.exact and two.n_assignments == 51

@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.did.cells import Cells
-from pipeline.did.inference._twfe_algebra import demean_sums, demean_treatment
-from pipeline.did.inference.bootstrap import WEIGHT_TYPES, BootstrapResult, _weights, all_sign_vectors
+from pipeline.did.inference._twfe_algebra import TwfeFit, demean_sums, demean_treatment
+from pipeline.did.inference.bootstrap import WEIGHT_TYPES, BootstrapResult, _result, _weights, all_sign_vectors
 from pipeline.did.inference.randomization import (
     _RTOL,
     RandomizationResult,
@@ -88,9 +88,59 @@ def _variance(a: np.ndarray, weight: np.ndarray, treated: np.ndarray) -> np.ndar
     return G / (G - 1) * out
 
 
+def _draw_coefficients(W: np.ndarray, aS: np.ndarray, aY: np.ndarray, aZ: np.ndarray, weight: np.ndarray,
+                       treated: np.ndarray) -> np.ndarray:
+    r"""Per draw (rows of W) the five numbers that give t* at every b0: [n0, n1, s00, s01, s11].
+
+    With the DGP's b0, :math:`a^* = P + b_0 Q` with :math:`P = p_0 + w \circ p_1`,
+    :math:`p_0 = a(S) - a(Y)`, :math:`p_1 = a(Y)`, and :math:`Q = q_0 + w \circ q_1`,
+    :math:`q_0 = a(Z) = -q_1`, so :math:`\theta^* - b_0 = n_0 + b_0 n_1` and the
+    variance is :math:`s_{00} + 2 b_0 s_{01} + b_0^2 s_{11}`. Within each part
+    (treated, controls) the deviations are :math:`P - \omega \sum P`, whose cross
+    products expand into sums over clusters that are linear in w or in
+    :math:`w^2`: all of them come from two matrix products with W and W*W.
+    """
+    k = W.shape[1] / (W.shape[1] - 1)
+    p0, p1, q0, q1 = aS - aY, aY, aZ, -aZ
+    W2 = W * W
+    out = np.zeros((5, W.shape[0]))
+    for part in (treated, ~treated):
+        m = part.astype(float)
+        w = weight * m
+        lin = np.column_stack([p1 * m, q1 * m, (p0 * q1 + p1 * q0) * m, w * p1, w * q1, 2 * p0 * p1 * m,
+                               2 * q0 * q1 * m])
+        sq = np.column_stack([p1 * q1 * m, p1 * p1 * m, q1 * q1 * m])
+        L, Q2 = W @ lin, W2 @ sq
+        sum_p = p0 @ m + L[:, 0]
+        sum_q = q0 @ m + L[:, 1]
+        pq = (p0 * q0) @ m + L[:, 2] + Q2[:, 0]
+        pp = (p0 * p0) @ m + L[:, 5] + Q2[:, 1]
+        qq = (q0 * q0) @ m + L[:, 6] + Q2[:, 2]
+        wp = w @ p0 + L[:, 3]
+        wq = w @ q0 + L[:, 4]
+        ww = float(w @ w)
+        out[0] += sum_p
+        out[1] += sum_q
+        out[2] += pp - 2 * sum_p * wp + sum_p * sum_p * ww
+        out[3] += pq - sum_q * wp - sum_p * wq + sum_p * sum_q * ww
+        out[4] += qq - 2 * sum_q * wq + sum_q * sum_q * ww
+    out[1] -= 1.0
+    out[2:] *= k
+    return out
+
+
 def wild_bootstrap(cells: Cells, *, null: float = 0.0, draws: int = 9_999, weights: str = "webb",
                    restricted: bool = True, alpha: float = 0.05, seed: int = 0, ci: bool = True) -> BootstrapResult:
     """Wild cluster bootstrap-t of H0: ATT = null for the clean-control estimator (see the module docstring)."""
+    (res,) = wild_bootstraps(cells, null=null, draws=draws, weights=weights, restricted=(restricted,), alpha=alpha,
+                             seed=seed, ci=ci)
+    return res
+
+
+def wild_bootstraps(cells: Cells, *, null: float = 0.0, draws: int = 9_999, weights: str = "webb",
+                    restricted: tuple[bool, ...] = (True, False), alpha: float = 0.05, seed: int = 0,
+                    ci: bool = True) -> tuple[BootstrapResult, ...]:
+    """:func:`wild_bootstrap` for each of ``restricted`` (WCR, WCU) from one set of draws and coefficients."""
     if weights not in WEIGHT_TYPES:
         raise ValueError(f"wild_bootstrap: weights must be one of {WEIGHT_TYPES}, got {weights!r}")
     L, weight, treated = contribution_weights(cells)
@@ -105,28 +155,13 @@ def wild_bootstrap(cells: Cells, *, null: float = 0.0, draws: int = 9_999, weigh
     se = float(np.sqrt(_variance(aS, weight, treated)))
     exact = weights == "rademacher" and 2**G <= draws
     W = all_sign_vectors(G) if exact else _weights(weights, G, int(draws), seed)
-
-    def t_star(b0: float) -> np.ndarray:
-        aU = aY - b0 * aZ
-        a = (aS - aU) + W * aU
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (a.sum(axis=1) - b0) / np.sqrt(_variance(a, weight, treated))
-
-    def p_at(beta0: float) -> float:
-        t_obs = (theta - beta0) / se
-        ts = t_star(beta0 if restricted else theta)
-        return float(np.mean(np.abs(ts) >= abs(t_obs) * (1 - _RTOL)))
-
-    p = p_at(null)
-    lo = hi = np.nan
-    if ci:
-        if restricted:
-            lo, hi = _invert(p_at, theta, se, alpha)
-        else:
-            q = float(np.quantile(np.abs(t_star(theta)), 1 - alpha))
-            lo, hi = theta - q * se, theta + q * se
-    return BootstrapResult(p_value=p, ci_low=float(lo), ci_high=float(hi), t_stat=(theta - null) / se,
-                           draws=len(W), weights=weights, restricted=restricted, exact_enumeration=exact)
+    n0, n1, s00, s01, s11 = _draw_coefficients(W, aS, aY, aZ, weight, treated)
+    # the TWFE bootstrap's per-draw form t* = (wP - b0 wQ) / sqrt(c (saa + 2 b0 sab + b0^2 sbb)) with c = 1:
+    # its p-values, its WCR interval search (with the settling of decided draws) and its percentile-t interval
+    coef = np.stack([n0, -n1, s00, s01, s11])
+    fit = TwfeFit(theta, se, theta / se, float("nan"), np.zeros(G), G, 0.0)
+    return tuple(_result(coef, 1.0, fit, null=null, weights=weights, restricted=r, alpha=alpha, ci=ci, exact=exact)
+                 for r in restricted)
 
 
 def _coefficients(cells: Cells, design, idx: np.ndarray, Z: np.ndarray, one_treated: bool) -> np.ndarray:
