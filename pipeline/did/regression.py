@@ -35,7 +35,7 @@ from pipeline.did.fit import (
 )
 from pipeline.did.inference import general as _general
 from pipeline.did.inference.bootstrap import wild_cluster_bootstrap
-from pipeline.did.inference.event_bootstrap import sup_t_bands
+from pipeline.did.inference.event_bootstrap import sup_t_bands, sup_t_bands_rows
 from pipeline.did.inference.pretrend import pretrend_randomization
 from pipeline.did.inference.randomization import design_paths
 from pipeline.did.inference.randomization import randomization_test as _cells_randomization
@@ -175,12 +175,12 @@ class EventStudyFit(Fit):
     r"""Event study: :math:`y_{it} = a_i + g_t + \sum_{e \ne r} \beta_e 1\{E_{it} = e\} + e_{it}`."""
 
     estimator = "event_study"
-    inference = ("cv3", "wild_bootstrap (sup-t band, aggregated path)", "randomization_test (leads, aggregated path)")
+    inference = ("cv3", "wild_bootstrap (sup-t band)", "randomization_test (leads, aggregated path)")
 
-    def __init__(self, panel: Panel, outcome: str, result: Any, agg: Any, alpha: float) -> None:
+    def __init__(self, panel: Panel, df: pl.DataFrame, outcome: str, result: Any, agg: Any, alpha: float) -> None:
         super().__init__(outcome=outcome, result=result, path=result.path, fallback_reason=result.fallback_reason,
                          alpha=alpha)
-        self.panel, self._agg = panel, agg
+        self.panel, self._df, self._agg = panel, df, agg
 
     def _rows(self) -> list[dict[str, Any]]:
         r = self.result
@@ -216,11 +216,17 @@ class EventStudyFit(Fit):
         if restricted or null != 0.0:
             raise ValueError("event_study.wild_bootstrap: the sup-t band is unrestricted with null 0 "
                              f"(found restricted={restricted}, null={null})")
-        if self._agg is None:
-            raise self._unavailable("wild_bootstrap")
         r = self.result
-        b = sup_t_bands(self._agg.cells, self._event_matrix(), reference=r.reference, draws=draws, weights=weights,
-                        seed=seed, alpha=self.alpha, ssc=r.ssc)
+        if self._agg is not None:
+            b = sup_t_bands(self._agg.cells, self._event_matrix(), reference=r.reference, draws=draws,
+                            weights=weights, seed=seed, alpha=self.alpha, ssc=r.ssc)
+        else:
+            p, df = self.panel, self._df
+            e = df[_EVENT_TIME].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            X = (e[:, None] == r.event_times[None, :].astype(float)).astype(float)
+            u, t, g = codes(df, p.unit, p.time, p.cluster)
+            b = sup_t_bands_rows(df[self.outcome].cast(pl.Float64).to_numpy(), X, r.event_times, [u, t], g,
+                                 draws=draws, weights=weights, seed=seed, alpha=self.alpha, ssc=r.ssc)
         table = pl.DataFrame({"event_time": b.event_times.astype(np.int64), "estimate": b.estimate,
                               "std_error": b.std_error, "critical_value": [b.critical_value] * len(b.estimate),
                               "ci_low": b.ci_low, "ci_high": b.ci_high})
@@ -278,7 +284,7 @@ def event_study(panel: Panel, outcome: str, reference: int = -1, *, path: PathOp
     df = prepare(frame, [p.unit, p.time, outcome, p.cluster, _EVENT_TIME], nullable=(_EVENT_TIME,))
     result, agg = fit_event_study(df, unit=p.unit, time=p.time, outcome=outcome, cluster=p.cluster,
                                   event_time=_EVENT_TIME, reference=reference, alpha=alpha, path=path, cv3=cv3)
-    return EventStudyFit(p, outcome, result, agg, alpha)
+    return EventStudyFit(p, df, outcome, result, agg, alpha)
 
 
 # --------------------------------------------------------------- 2 x 2 DiD

@@ -104,3 +104,26 @@ def test_mpdta_twfe_equals_fixest() -> None:
     t = did.twfe(did.Panel(m, unit="countyreal", time="year", cluster="countyreal", treatment="d"), "lemp").tidy()
     assert (round(t["estimate"][0], 6), round(t["std_error"][0], 6)) == (-0.036549, 0.013265)
     assert t["n_clusters"][0] == 500 and t["path"][0] == "aggregated"
+
+
+def test_explicit_assignments_give_the_design_test_when_they_are_the_design() -> None:
+    """Every reassignment of the design passed explicitly: the same p-value as the design's own enumeration."""
+    import itertools
+
+    df = panel_frame(3, units=8)
+    p = did.Panel(df, unit="id", time="t", treatment="d")
+    treat = df.sort("id", "t")["d"].to_numpy().reshape(8, 6).astype(float)
+    paths = [treat[g] for g in range(8) if treat[g].any()]
+    explicit = set()
+    for chosen in itertools.permutations(range(8), len(paths)):
+        a = np.zeros((8, 6))
+        for g, path in zip(chosen, paths):
+            a[g] = path
+        explicit.add(a.tobytes())
+    explicit = np.array([np.frombuffer(b).reshape(8, 6) for b in sorted(explicit)])
+    for fit in (did.twfe(p, "y"), did.clean_controls(p, "y")):
+        design, given = fit.randomization_test(), fit.randomization_test(explicit)
+        assert given.exact and given.draws == design.draws == len(explicit)
+        assert given.p_value == pytest.approx(design.p_value, abs=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        did.twfe(p, "y").randomization_test(explicit[:, :3])

@@ -239,6 +239,36 @@ def test_event_study_sup_t_band_equals_enumerated_dense_refits() -> None:
     assert res.p_value == pytest.approx(np.mean(sups >= np.max(np.abs(t_obs)) * (1 - RTOL)), abs=1e-12)
 
 
+def test_event_study_sup_t_band_on_an_unbalanced_panel_equals_enumerated_dense_refits() -> None:
+    """The general path (rows missing): the same enumeration, refitted densely."""
+    df = staggered(8, units=8, T=7, starts=(3, 3, 4, 5), drop=3)
+    G = df["id"].n_unique()
+    fit = did.event_study(panel(df), "y")
+    assert fit.path == "general"
+    res = fit.wild_bootstrap(weights="rademacher", draws=2**G)
+    levels = fit.result.event_times
+    y = df["y"].to_numpy()
+    beta, t_obs, resid = event_dense(df, y, levels)
+    np.testing.assert_allclose(beta, fit.result.estimate, rtol=1e-8)
+    g = cluster_index(df, "id")
+    sups = np.array([np.max(np.abs((lambda b, t: t * (1 - beta / b))(*event_dense(df, y - resid + w[g] * resid,
+                                                                                   levels)[:2])))
+                     for w in signs(G)])
+    q = np.quantile(sups, 0.95)
+    se = fit.result.std_error
+    np.testing.assert_allclose(res.table["ci_low"].to_numpy(), beta - q * se / np.sqrt(fit.result.ssc), rtol=1e-7)
+    assert res.p_value == pytest.approx(np.mean(sups >= np.max(np.abs(t_obs)) * (1 - RTOL)), abs=1e-12)
+
+
+def test_event_study_sup_t_band_is_the_same_on_both_paths() -> None:
+    df = staggered(17, units=12, T=7, starts=(3, 3, 4, 5))
+    agg, gen = (did.event_study(panel(df), "y", path=p) for p in ("auto", "general"))
+    assert (agg.path, gen.path) == ("aggregated", "general")
+    a, b = agg.wild_bootstrap(draws=999, seed=2), gen.wild_bootstrap(draws=999, seed=2)
+    assert a.p_value == b.p_value
+    np.testing.assert_allclose(a.table["ci_high"].to_numpy(), b.table["ci_high"].to_numpy(), rtol=1e-8)
+
+
 def test_event_study_lead_randomization_equals_dense_refits_of_the_same_permutations() -> None:
     df = staggered(9, units=10, T=8, starts=(4, 4, 5, 6))
     fit = did.event_study(panel(df), "y")
