@@ -93,7 +93,8 @@ def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, *,
         units = estimation_units(con, config)
         inputs = units_inputs(con, units)
         warm.join()
-        return combine(run_units(units, inputs, config, workers=workers), config)
+        return combine(run_units(units, inputs, config, workers=workers), config,
+                       largest_share=largest_share(con, config))
     finally:
         for worker in workers:
             worker.close()
@@ -303,21 +304,62 @@ class UnitWorker:
         self._err.close()
 
 
-def combine(parts: list[dict[str, pl.DataFrame]], config: EvaluationConfig) -> dict[str, pl.DataFrame]:
-    """The units' tables concatenated in unit order, NaN stored as NULL, small cells suppressed."""
+def combine(parts: list[dict[str, pl.DataFrame]], config: EvaluationConfig, *,
+            largest_share: float | None = None) -> dict[str, pl.DataFrame]:
+    """The units' tables concatenated in unit order, NaN stored as NULL, disclosure control applied
+    (``largest_share``: the share of the pilot months' euros held by the largest recipients, see
+    :func:`largest_share`)."""
     tables_parts: dict[str, list[pl.DataFrame]] = {name: [] for name in RESULT_TABLES}
     for part in parts:
         _extend(tables_parts, part)
     tables = {name: pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
               for name, frames in tables_parts.items()}
     tables = {name: _nan_to_null(frame) for name, frame in tables.items()}
-    threshold = config.disclosure.min_cell_persons
-    for name in ("did_estimates", "robustness"):
-        if tables[name].height:
-            tables[name] = suppress_small(tables[name], threshold)
+    if largest_share is not None and tables["cost"].height:
+        tables["cost"] = tables["cost"].with_columns(pl.lit(largest_share, pl.Float64).alias("largest_share"))
+    return apply_disclosure(tables, config)
+
+
+def apply_disclosure(tables: dict[str, pl.DataFrame], config: EvaluationConfig) -> dict[str, pl.DataFrame]:
+    """Every rule of :mod:`pipeline.disclosure`, in order, on the tables a run publishes.
+
+    ``did_estimates``: primary (the treated persons carrying a row), then complements
+    within subgroup families; ``inference``: withheld with the estimate it belongs to;
+    ``robustness``: primary, then the headline without a withheld municipality;
+    ``cost``: primary, then dominance, its euro sums withheld together.
+    """
+    from pipeline import disclosure as dc
+
+    rules = dc.DisclosureRules.from_config(config.disclosure)
+    est = tables["did_estimates"]
+    if est.height:
+        est = dc.mark_complements(dc.mark_primary(est, rules))
+        tables["did_estimates"] = dc.withhold(est, NUMERIC_RESULT_COLUMNS)
+        inference = tables["inference"]
+        if inference.height:
+            hidden = est.filter(pl.col("suppressed")).select("outcome", "estimator", "subgroup", "suppression_rule")
+            inference = (inference.join(hidden, on=["outcome", "estimator", "subgroup"], how="left")
+                         .with_columns(pl.col("suppression_rule").is_not_null().alias("suppressed")))
+            tables["inference"] = dc.withhold(inference, ("p_value", "ci_low", "ci_high"))
+    if tables["robustness"].height:
+        rob = dc.mark_leave_one_out(dc.mark_primary(tables["robustness"], rules), tables["did_estimates"])
+        tables["robustness"] = dc.withhold(rob, NUMERIC_RESULT_COLUMNS)
     if tables["cost"].height:
-        tables["cost"] = suppress_small(tables["cost"], threshold, COST_COLUMNS)
+        cost = dc.mark_dominance(dc.mark_primary(tables["cost"], rules), rules)
+        tables["cost"] = dc.withhold(cost, COST_COLUMNS)
     return tables
+
+
+def largest_share(con: duckdb.DuckDBPyConnection, config: EvaluationConfig) -> float | None:
+    """The share of the euros granted to the pilot cohort in its pilot months held by its
+    ``disclosure.dominance_n`` largest recipients (None without a panel)."""
+    if not _has_rows(con, "panel.person_month"):
+        return None
+    from pipeline.disclosure import DisclosureRules
+
+    n = DisclosureRules.from_config(config.disclosure).dominance_n
+    value = con.execute(_db.sql_text("results/cost_dominance.sql"), {"n": n}).fetchall()[0][0]
+    return None if value is None else float(value)
 
 
 def write_results(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame], run_id: str) -> None:
@@ -335,17 +377,6 @@ def write_results(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame
             con.register("_frame", frame.to_arrow())
             con.execute(f"insert into results.{table} ({', '.join(frame.columns)}) select * from _frame")
             con.unregister("_frame")
-
-
-def suppress_small(frame: pl.DataFrame, threshold: int,
-                   columns: tuple[str, ...] = NUMERIC_RESULT_COLUMNS) -> pl.DataFrame:
-    """Withhold every number of a row based on fewer than ``threshold`` persons."""
-    small = pl.col("n_persons").is_null() | (pl.col("n_persons") < threshold)
-    numeric = [c for c in columns if c in frame.columns]
-    return frame.with_columns(
-        [pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in numeric]
-        + [small.alias("suppressed")]
-    )
 
 
 def _nan_to_null(frame: pl.DataFrame) -> pl.DataFrame:

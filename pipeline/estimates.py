@@ -75,8 +75,9 @@ def _cells(frame: pl.DataFrame, time: str) -> Cells | None:
 
 # -------------------------------------------------------------------- estimates
 def _row(outcome: str, estimator: str, subgroup: str, res: Any, n_persons: int, *,
-         std_error_cv3: float | None = None) -> dict[str, Any]:
+         std_error_cv3: float | None = None, n_treated_persons: int | None = None) -> dict[str, Any]:
     return {
+        "n_treated_persons": n_treated_persons,
         "outcome": outcome, "estimator": estimator, "subgroup": subgroup,
         "estimate": res.estimate, "std_error": res.std_error, "ci_low": res.ci_low, "ci_high": res.ci_high,
         "p_value": res.p_value, "std_error_cv3": std_error_cv3,
@@ -90,9 +91,10 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
     """TWFE and clean-control rows (with few-cluster inference when ``infer``) for one cell matrix."""
     rows, inference = [], []
     n_persons = int(cells.n.sum())
+    n_treated = int(cells.n[cells.treated_clusters].sum())  # the persons the estimate rests on (disclosure)
     alpha = config.inference.alpha
     tw = twfe_cells(cells, alpha=alpha)
-    row = _row(outcome, "twfe", subgroup, tw, n_persons, std_error_cv3=tw.std_error_cv3)
+    row = _row(outcome, "twfe", subgroup, tw, n_persons, std_error_cv3=tw.std_error_cv3, n_treated_persons=n_treated)
     if infer:
         extra, inf_rows = few_cluster_inference(cells, config, subgroup=subgroup != "all")
         row.update(extra)
@@ -103,7 +105,7 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
     rows.append(row)
     if cells.treated_clusters.any() and (~cells.treated_clusters).any():
         cc = clean_controls_cells(cells, alpha=alpha)
-        cc_row = _row(outcome, "clean_controls", subgroup, cc, n_persons)
+        cc_row = _row(outcome, "clean_controls", subgroup, cc, n_persons, n_treated_persons=n_treated)
         if infer and subgroup == "all":  # the whole cohort's: the subgroups' would double their inference time
             extra, inf_rows = clean_controls_inference(cells, config)
             cc_row.update(extra)
@@ -317,7 +319,8 @@ def avain_estimates(frame: pl.DataFrame, config: EvaluationConfig, outcomes: lis
             res = did_ols(data[outcome].to_numpy().astype(float), data["in_pilot"].to_numpy().astype(float),
                           data["kuntanumero"].to_numpy(), (data["period"] == "during").to_numpy().astype(int),
                           data["kuntanumero"].to_numpy(), alpha=config.inference.alpha)
-            row = _row(outcome + suffix, "did_2x2", "all", res, int(data["person_key"].n_unique()))
+            row = _row(outcome + suffix, "did_2x2", "all", res, int(data["person_key"].n_unique()),
+                       n_treated_persons=int(data.filter(pl.col("in_pilot") == 1)["person_key"].n_unique()))
             row["path"] = "general"
             rows.append(row)
     return {"did_estimates": pl.DataFrame(rows)} if rows else {}

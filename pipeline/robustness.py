@@ -42,8 +42,9 @@ def _fit(cells: Cells, estimator: str, alpha: float) -> Any:
 
 
 def _row(outcome: str, analysis: str, estimator: str, variant: str, res: Any, n_persons: int,
-         parameter: float | None = None) -> dict[str, Any]:
+         parameter: float | None = None, n_treated_persons: int | None = None) -> dict[str, Any]:
     return {
+        "n_treated_persons": n_treated_persons,
         "outcome": outcome, "analysis": analysis, "estimator": estimator, "variant": variant,
         "parameter": parameter, "estimate": res.estimate, "std_error": res.std_error,
         "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value, "n_persons": n_persons,
@@ -65,7 +66,8 @@ def leave_one_out(cells: Cells, outcome: str, config: EvaluationConfig) -> list[
         analysis = "leave_one_out_treated" if treated[g] else "leave_one_out_comparison"
         for estimator in ROBUST_ESTIMATORS:
             res = _fit(sub, estimator, alpha)
-            rows.append(_row(outcome, analysis, estimator, f"without={cells.clusters[g]}", res, int(sub.n.sum())))
+            rows.append(_row(outcome, analysis, estimator, f"without={cells.clusters[g]}", res, int(sub.n.sum()),
+                             n_treated_persons=int(sub.n[sub.treated_clusters].sum())))
     return rows
 
 
@@ -252,5 +254,6 @@ def sdid_row(cells: Cells, outcome: str, config: EvaluationConfig) -> dict[str, 
         "ci_low": est - z * se, "ci_high": est + z * se,
         "p_value": float(2 * special.ndtr(-abs(est / se))) if se > 0 else None,
         "n_obs": int(cells.n_clusters * cells.n_periods), "n_persons": int(cells.n.sum()),
+        "n_treated_persons": int(cells.n[treated].sum()),
         "n_clusters": cells.n_clusters, "n_treated_clusters": int(treated.sum()), "path": "aggregated",
     }

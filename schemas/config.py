@@ -111,7 +111,14 @@ class DisclosureSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_cell_persons: int = Field(5, ge=1, description="cells based on fewer persons are suppressed")
+    min_cell_persons: int = Field(
+        5, ge=1, description="rows carried by fewer persons (the treated side; a municipality's own persons for a "
+                             "per-municipality row) are suppressed, with secondary suppression so that none can be "
+                             "recomputed from published rows")
+    dominance_n: int = Field(1, ge=1, description="the (n, k) dominance rule: how many largest recipients")
+    dominance_k: float = Field(
+        0.5, gt=0, le=1, description="the (n, k) dominance rule: a euro sum is suppressed when its dominance_n "
+                                    "largest recipients hold more than this share of it")
 
 
 class LoadingSettings(BaseModel):

@@ -16,9 +16,14 @@ create table if not exists results.cost (
     observed_total           double,
     counterfactual_total     double,
     change_share             double,
+    largest_share double,
     suppressed               boolean,
+    suppression_rule         varchar,
     primary key (run_id, outcome, estimator)
 );
+-- databases created before these columns
+alter table results.cost add column if not exists largest_share double;
+alter table results.cost add column if not exists suppression_rule varchar;
 comment on table results.cost is 'Cost view: the estimated change in income-support euros per treated cohort member and in total over the pilot months.';
 comment on column results.cost.run_id is 'The run that produced the row (meta.runs.run_id).';
 comment on column results.cost.outcome is 'Outcome code (amount_eur: euros of basic income support granted a month).';
@@ -36,3 +41,5 @@ comment on column results.cost.observed_total is 'Euros actually granted to trea
 comment on column results.cost.counterfactual_total is 'Euros they would have been granted without the pilot, by the estimate (observed_total - effect_total).';
 comment on column results.cost.change_share is 'effect_total / counterfactual_total: the relative change in spending.';
 comment on column results.cost.suppressed is 'True when the row rests on fewer persons than the disclosure threshold; its numbers are then withheld.';
+comment on column results.cost.largest_share is 'Share of the granted euros of the pilot months (observed_total) held by the largest recipients (disclosure.dominance_n of them): the (n, k) dominance rule withholds the euro sums when it exceeds disclosure.dominance_k.';
+comment on column results.cost.suppression_rule is 'The disclosure rule that withheld the row: primary (too few persons carry it), complement (another level of its subgroup family was withheld), leave_one_out (the municipality it leaves out is withheld), dominance (a few recipients hold most of a euro sum); NULL when published.';

@@ -17,13 +17,18 @@ create table if not exists results.did_estimates (
     p_value_randomization   double,
     n_obs                   bigint,
     n_persons               bigint,
+    n_treated_persons bigint,
     n_clusters              integer,
     n_treated_clusters      integer,
     std_error_cv3           double,
     path                    varchar,
     suppressed              boolean not null default false,
+    suppression_rule        varchar,
     primary key (run_id, outcome, estimator, subgroup)
 );
+-- databases created before these columns
+alter table results.did_estimates add column if not exists n_treated_persons bigint;
+alter table results.did_estimates add column if not exists suppression_rule varchar;
 comment on table results.did_estimates is 'Difference-in-differences effects of the pilot: one row per outcome, estimator and subgroup of a run.';
 comment on column results.did_estimates.run_id is 'The run that produced the row (meta.runs.run_id).';
 comment on column results.did_estimates.outcome is 'Outcome code of evaluation_design.md (received, amount_eur, ...).';
@@ -45,3 +50,5 @@ comment on column results.did_estimates.n_treated_clusters is 'Pilot municipalit
 comment on column results.did_estimates.std_error_cv3 is 'Cluster jackknife (CV3) standard error, shown beside CRV1.';
 comment on column results.did_estimates.path is 'How it was computed: aggregated (exact, from municipality-month sums) or general (linearmodels).';
 comment on column results.did_estimates.suppressed is 'True when the estimate rests on fewer persons than the disclosure threshold and its numbers are withheld.';
+comment on column results.did_estimates.n_treated_persons is 'Persons that carry the row: the pilot cohort members of its treated municipalities (for a per-municipality row that municipality''s alone); the disclosure threshold applies to them, not to the pooled count.';
+comment on column results.did_estimates.suppression_rule is 'The disclosure rule that withheld the row: primary (too few persons carry it), complement (another level of its subgroup family was withheld), leave_one_out (the municipality it leaves out is withheld), dominance (a few recipients hold most of a euro sum); NULL when published.';

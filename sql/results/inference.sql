@@ -13,8 +13,13 @@ create table if not exists results.inference (
     exact       boolean,
     draws       bigint,
     assumes     varchar,
+    suppressed boolean,
+    suppression_rule varchar,
     primary key (run_id, outcome, estimator, subgroup, method)
 );
+-- databases created before these columns
+alter table results.inference add column if not exists suppressed boolean;
+alter table results.inference add column if not exists suppression_rule varchar;
 comment on table results.inference is 'Every p-value and interval computed for an estimate, one row per method, with what the method assumes.';
 comment on column results.inference.run_id is 'The run that produced the row (meta.runs.run_id).';
 comment on column results.inference.outcome is 'Outcome code.';
@@ -27,3 +32,5 @@ comment on column results.inference.ci_high is 'Upper bound of the 95% interval.
 comment on column results.inference.exact is 'True when the p-value is exact under its assumptions (full enumeration), false when it is approximate or Monte Carlo.';
 comment on column results.inference.draws is 'Bootstrap draws or randomization assignments used (NULL for analytic methods).';
 comment on column results.inference.assumes is 'What the method assumes, in one sentence.';
+comment on column results.inference.suppressed is 'True when the estimate this row infers about is withheld (results.did_estimates.suppressed): its p-value and interval are then NULL.';
+comment on column results.inference.suppression_rule is 'The disclosure rule that withheld the row: primary (too few persons carry it), complement (another level of its subgroup family was withheld), leave_one_out (the municipality it leaves out is withheld), dominance (a few recipients hold most of a euro sum); NULL when published.';

@@ -14,11 +14,16 @@ create table if not exists results.robustness (
     ci_high            double,
     p_value            double,
     n_persons          bigint,
+    n_treated_persons bigint,
     n_clusters         integer,
     n_treated_clusters integer,
     suppressed         boolean,
+    suppression_rule   varchar,
     primary key (run_id, outcome, analysis, estimator, variant)
 );
+-- databases created before these columns
+alter table results.robustness add column if not exists n_treated_persons bigint;
+alter table results.robustness add column if not exists suppression_rule varchar;
 comment on table results.robustness is 'How robust the headline is: leave-one-municipality-out estimates, the anticipation rerun and window check, HonestDiD-style sensitivity bounds; one row per analysis variant.';
 comment on column results.robustness.run_id is 'The run that produced the row (meta.runs.run_id).';
 comment on column results.robustness.outcome is 'Outcome code.';
@@ -35,3 +40,5 @@ comment on column results.robustness.n_persons is 'Cohort members the estimate r
 comment on column results.robustness.n_clusters is 'Municipalities in the estimation.';
 comment on column results.robustness.n_treated_clusters is 'Pilot municipalities in the estimation.';
 comment on column results.robustness.suppressed is 'True when the row rests on fewer persons than the disclosure threshold; its numbers are then withheld.';
+comment on column results.robustness.n_treated_persons is 'Persons that carry the row: the pilot cohort members of its treated municipalities (for a per-municipality row that municipality''s alone); the disclosure threshold applies to them, not to the pooled count.';
+comment on column results.robustness.suppression_rule is 'The disclosure rule that withheld the row: primary (too few persons carry it), complement (another level of its subgroup family was withheld), leave_one_out (the municipality it leaves out is withheld), dominance (a few recipients hold most of a euro sum); NULL when published.';

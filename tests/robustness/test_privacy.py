@@ -176,9 +176,11 @@ def _unsuppress(page: str) -> tuple[str, int]:
 
 
 def _persons(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[tuple[str, str, str], int | None]:
-    return {(o, e, s): n for o, e, s, n in con.execute(
-        "select outcome, estimator, subgroup, n_persons from results.did_estimates where run_id = ?",
-        [run_id]).fetchall()}
+    """The persons carrying each row (the treated side); 0 for a row withheld by a secondary rule, which must
+    show no number whatever its count."""
+    return {(o, e, s): (0 if rule not in (None, "primary") else n) for o, e, s, n, rule in con.execute(
+        "select outcome, estimator, subgroup, coalesce(n_treated_persons, n_persons), suppression_rule "
+        "from results.did_estimates where run_id = ?", [run_id]).fetchall()}
 
 
 # --------------------------------------------------------------------- tests
@@ -249,7 +251,9 @@ def test_results_rows_under_the_threshold_carry_no_numbers(evaluated_sample) -> 
                 "select column_name from information_schema.columns where table_schema = 'results' "
                 "and table_name = ? and data_type = 'DOUBLE'", [table]).fetchall()]
             shown = " or ".join(f"{c} is not null" for c in numbers) or "false"
-            bad = con.execute(f"select count(*) from results.{table} where n_persons < ? "
+            carriers = "coalesce(n_treated_persons, n_persons)" if table in ("did_estimates", "robustness") \
+                else "n_persons"
+            bad = con.execute(f"select count(*) from results.{table} where ({carriers} < ? or suppressed) "
                               f"and (not suppressed or {shown})", [threshold]).fetchall()[0][0]
             assert bad == 0, f"results.{table}: {bad} rows under the threshold show numbers"
 
