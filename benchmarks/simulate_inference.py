@@ -215,7 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="seconds between writes of the files so far (default 300; 'complete' false until the end)")
     p.add_argument("--json", type=Path, default=Path("docs/inference_simulation.json"))
     p.add_argument("--out", type=Path, default=Path("docs/inference_simulation.md"))
+    p.add_argument("--render-only", action="store_true",
+                   help="only rewrite the markdown from the existing JSON file (no simulation)")
     args = p.parse_args(argv)
+    if args.render_only:
+        args.out.write_text(render(json.loads(args.json.read_text(encoding="utf-8"))), encoding="utf-8")
+        print(f"rendered {args.json} to {args.out}")
+        return 0
     for name in ("replications", "bootstrap_draws", "randomization_draws", "workers", "chunk"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: expected at least 1, found {getattr(args, name)}")

@@ -62,6 +62,14 @@ def render(data: dict[str, Any]) -> str:
     lines += [f"- {x}" for x in data["design"]]
     lines += ["", "Data-generating processes:", ""]
     lines += [f"- `{g['name']}`: {g['description']}." for g in data["dgps"]]
+    plain = {g["name"]: g for g in data["dgps"]}
+    for g in data["dgps"]:
+        twin = next((h for h in data["dgps"] if h["name"] != g["name"] and not h["persistent_effect"]
+                     and {**h, "name": g["name"], "description": g["description"], "persistent_effect": True} == g),
+                    None) if g["persistent_effect"] else None
+        if twin is not None and twin["name"] in plain:
+            lines += [f"- With no effect `{g['name']}` is `{twin['name']}` drawn again (only the effect differs): "
+                      f"its size row is a second, independent measurement of the same rates."]
     lines += [
         "", "Draws: wild cluster bootstrap " f"{d['bootstrap']} (Webb weights), randomization inference "
         f"{d['randomization']} sampled assignments plus the observed one, the lead test's randomization "
