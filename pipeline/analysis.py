@@ -51,7 +51,7 @@ COST_COLUMNS = (
     "change_share",
 )
 ESTIMATOR_MODULES = ("pipeline.estimates", "pipeline.robustness", "pipeline.did.inference.placebo",
-                     "pipeline.did.sdid", "pipeline.did.honest")
+                     "pipeline.did.sdid", "pipeline.did.flci")
 """What :func:`run_unit` imports (SciPy among them: seconds), imported by :func:`estimate_all` while
 DuckDB reads the units' inputs."""
 

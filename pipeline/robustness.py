@@ -160,7 +160,7 @@ def honest_rows(es: Any, outcome: str, config: EvaluationConfig, *, pilot_months
     The leads and the lags 0 .. pilot_months-1 of the event study (with their
     CRV1 covariance) enter; t(G-1) critical values, as everywhere in kokeilu.
     """
-    from pipeline.did.honest import honest_did
+    from pipeline.did.flci import honest_did
 
     times = np.asarray(es.event_times)
     lead = np.flatnonzero(times < es.reference)

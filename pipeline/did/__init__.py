@@ -52,7 +52,7 @@ from pipeline.did.comparison import CleanControlsFit, SyntheticDidFit, clean_con
 from pipeline.did.data import Panel
 from pipeline.did.regression import Did2x2Fit, EventStudyFit, TwfeFit, did_2x2, event_study, twfe
 from pipeline.did.fit import TIDY_COLUMNS, Fit, InferenceNotAvailable, InferenceResult
-from pipeline.did.honest_api import honest_sensitivity
+from pipeline.did.honest_api import honest
 from pipeline.did.panel import NotAggregable
 from pipeline.did.staggered import AggregateFit, GroupTimeFit, group_time
 
@@ -75,7 +75,7 @@ __all__ = [
     "did_2x2",
     "event_study",
     "group_time",
-    "honest_sensitivity",
+    "honest",
     "synthetic_did",
     "twfe",
 ]

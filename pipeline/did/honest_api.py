@@ -1,4 +1,4 @@
-r"""Rambachan-Roth (HonestDiD) sensitivity of a fitted event study: :func:`honest_sensitivity`.
+r"""Rambachan-Roth (HonestDiD) sensitivity of a fitted event study: :func:`honest`.
 
 Takes the event-time coefficients and their covariance from a fit and hands
 them to :func:`~pipeline.did.sensitivity.honest_from_estimates` (R HonestDiD's
@@ -57,7 +57,7 @@ from pipeline.did.sensitivity import Method, Target, honest_from_estimates
 from pipeline.did.staggered import AggregateFit, GroupTimeFit
 from pipeline.did.twfe import demean_cells, fit_cells, leave_one_cluster_out
 
-__all__ = ["Covariance", "event_study_estimates", "honest_sensitivity"]
+__all__ = ["Covariance", "event_study_estimates", "honest"]
 
 Covariance = Literal["cv1", "cv3", "bootstrap"]
 """The covariance of an event study's coefficients handed to HonestDiD."""
@@ -65,7 +65,7 @@ Covariance = Literal["cv1", "cv3", "bootstrap"]
 _COVARIANCES = ("cv1", "cv3", "bootstrap")
 
 
-def honest_sensitivity(fit: Any, *, method: Method = "relative_magnitudes", values: Sequence[float] = (0.5, 1.0, 2.0),
+def honest(fit: Any, *, method: Method = "relative_magnitudes", values: Sequence[float] = (0.5, 1.0, 2.0),
                        target: Target | np.ndarray = "average", covariance: Covariance | None = None,
                        window: tuple[int, int] | None = None, alpha: float = 0.05, draws: int = 9_999,
                        weights: str = "webb", seed: int = 0, **options: Any) -> pl.DataFrame:
@@ -110,23 +110,23 @@ def event_study_estimates(fit: Any, *, covariance: Covariance | None = None, win
     if isinstance(fit, EventStudyFit):
         chosen = "cv3" if covariance is None else covariance
         if chosen not in _COVARIANCES:
-            raise ValueError(f"honest_sensitivity: covariance: expected one of {_COVARIANCES}, found {chosen!r}")
+            raise ValueError(f"honest: covariance: expected one of {_COVARIANCES}, found {chosen!r}")
         r = fit.result
         times, beta, reference = np.asarray(r.event_times), np.asarray(r.estimate, dtype=float), r.reference
         sigma = {"cv1": lambda: np.asarray(r.vcov, dtype=float), "cv3": lambda: _cv3_covariance(fit),
                  "bootstrap": lambda: _bootstrap_covariance(fit, draws, weights, seed)}[chosen]()
     elif isinstance(fit, (GroupTimeFit, AggregateFit)):
         if covariance is not None:
-            raise ValueError(f"honest_sensitivity: a group-time fit has the influence-function covariance only, "
+            raise ValueError(f"honest: a group-time fit has the influence-function covariance only, "
                              f"found covariance={covariance!r}")
         times, beta, sigma, reference = _dynamic_estimates(fit)
     else:
-        raise TypeError(f"honest_sensitivity: expected an EventStudyFit or GroupTimeFit, found {type(fit).__name__}")
+        raise TypeError(f"honest: expected an EventStudyFit or GroupTimeFit, found {type(fit).__name__}")
     keep = np.ones(times.size, dtype=bool) if window is None else (times >= window[0]) & (times <= window[1])
     keep &= times != reference
     pre, post = keep & (times < reference), keep & (times > reference)
     if not pre.any() or not post.any():
-        raise ValueError(f"honest_sensitivity: expected leads and lags around the reference {reference} within "
+        raise ValueError(f"honest: expected leads and lags around the reference {reference} within "
                          f"{window}, found event times {times[keep].tolist()}")
     idx = np.r_[np.flatnonzero(pre), np.flatnonzero(post)]
     return beta[idx], sigma[np.ix_(idx, idx)], int(pre.sum()), int(post.sum())
@@ -143,7 +143,7 @@ def _cv3_covariance(fit: EventStudyFit) -> np.ndarray:
         jack = _general_leave_one_out(fit)
     bad = np.flatnonzero(np.isnan(jack).any(axis=1))
     if bad.size:
-        raise ValueError(f"honest_sensitivity: the CV3 covariance is not defined: without cluster(s) at position(s) "
+        raise ValueError(f"honest: the CV3 covariance is not defined: without cluster(s) at position(s) "
                          f"{bad.tolist()} some event time is not identified; narrow window= or use covariance='cv1'")
     G = jack.shape[0]
     dev = jack - jack.mean(axis=0)
@@ -170,7 +170,7 @@ def _general_leave_one_out(fit: EventStudyFit) -> np.ndarray:
 def _bootstrap_covariance(fit: EventStudyFit, draws: int, weights: str, seed: int) -> np.ndarray:
     """Covariance of the unrestricted wild cluster bootstrap's coefficient draws, times the fit's factor."""
     if fit._agg is None:
-        raise ValueError("honest_sensitivity: covariance='bootstrap' needs the aggregated path, found the general one")
+        raise ValueError("honest: covariance='bootstrap' needs the aggregated path, found the general one")
     if weights not in ("webb", "rademacher"):
         raise ValueError(f"weights: expected 'webb' or 'rademacher', found {weights!r}")
     cells, r = fit._agg.cells, fit.result
@@ -190,9 +190,9 @@ def _dynamic_estimates(fit: GroupTimeFit | AggregateFit) -> tuple[np.ndarray, np
     """Event times, estimates, influence-function covariance and reference of the dynamic aggregation."""
     gt = fit.result
     if isinstance(fit, AggregateFit) and fit.aggregation.type != "dynamic":
-        raise ValueError(f"honest_sensitivity: expected the 'dynamic' aggregate, found {fit.aggregation.type!r}")
+        raise ValueError(f"honest: expected the 'dynamic' aggregate, found {fit.aggregation.type!r}")
     if gt.spec.base_period != "universal":
-        raise ValueError("honest_sensitivity: a group-time fit needs base_period='universal' (every lead against "
+        raise ValueError("honest: a group-time fit needs base_period='universal' (every lead against "
                          f"one reference period), found {gt.spec.base_period!r}")
     agg = fit.aggregation if isinstance(fit, AggregateFit) else gt.aggregate("dynamic")
     times = agg.table["event_time"].to_numpy()

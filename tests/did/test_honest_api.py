@@ -1,4 +1,4 @@
-"""honest_sensitivity on fitted event studies: the fit's own estimates and covariances, handed to HonestDiD."""
+"""honest on fitted event studies: the fit's own estimates and covariances, handed to HonestDiD."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def split(fit: did.EventStudyFit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_cv1_equals_honest_from_estimates_on_the_fits_own_estimates(es, method, values) -> None:
     idx, pre, post = split(es)
     r = es.result
-    ours = did.honest_sensitivity(es, method=method, values=values, covariance="cv1")
+    ours = did.honest(es, method=method, values=values, covariance="cv1")
     direct = honest_from_estimates(r.estimate[idx], r.vcov[np.ix_(idx, idx)], num_pre=pre.size, num_post=post.size,
                                    method=method, values=values)
     assert ours.columns == ["value", "ci_low", "ci_high"]
@@ -85,7 +85,7 @@ def test_cv3_is_the_jackknife_of_refits_without_each_cluster(es, clustered) -> N
     np.testing.assert_allclose(np.sqrt(np.diag(V3)), es.result.std_error_cv3, rtol=1e-9)
     beta, sigma, n_pre, n_post = event_study_estimates(es)
     np.testing.assert_allclose(sigma, V3[np.ix_(idx, idx)], rtol=1e-9, atol=1e-14)
-    ours = did.honest_sensitivity(es, method="smoothness", values=[0.0, 0.05])
+    ours = did.honest(es, method="smoothness", values=[0.0, 0.05])
     direct = honest_from_estimates(es.result.estimate[idx], V3[np.ix_(idx, idx)], num_pre=n_pre, num_post=n_post,
                                    method="smoothness", values=[0.0, 0.05])
     np.testing.assert_allclose(ours["ci_low"], direct["ci_low"], rtol=1e-7)
@@ -119,23 +119,23 @@ def test_group_time_dynamic_aggregate_with_its_influence_function_covariance(mpd
     np.testing.assert_allclose(np.sqrt(np.diag(V)), agg.table["std_error"].to_numpy()[keep], rtol=1e-12)
     beta = agg.table["estimate"].to_numpy()[keep]
     direct = honest_from_estimates(beta, V, num_pre=3, num_post=4, method="relative_magnitudes", values=[0.5, 1.0])
-    assert did.honest_sensitivity(fit, method="relative_magnitudes", values=[0.5, 1.0]).equals(direct)
-    assert did.honest_sensitivity(fit.aggregate("dynamic"), method="relative_magnitudes",
+    assert did.honest(fit, method="relative_magnitudes", values=[0.5, 1.0]).equals(direct)
+    assert did.honest(fit.aggregate("dynamic"), method="relative_magnitudes",
                                   values=[0.5, 1.0]).equals(direct)
 
 
 def test_refusals_are_one_line(mpdta, es) -> None:
     panel = did.Panel(mpdta, unit="countyreal", time="year", treatment="d")
-    with pytest.raises(ValueError, match=r"^honest_sensitivity: a group-time fit needs base_period='universal'"):
-        did.honest_sensitivity(did.group_time(panel, "lemp"), values=[1.0])
-    with pytest.raises(ValueError, match=r"^honest_sensitivity: covariance: expected one of"):
-        did.honest_sensitivity(es, covariance="hc1")
-    with pytest.raises(ValueError, match=r"^honest_sensitivity: expected leads and lags"):
-        did.honest_sensitivity(es, window=(0, 3))
+    with pytest.raises(ValueError, match=r"^honest: a group-time fit needs base_period='universal'"):
+        did.honest(did.group_time(panel, "lemp"), values=[1.0])
+    with pytest.raises(ValueError, match=r"^honest: covariance: expected one of"):
+        did.honest(es, covariance="hc1")
+    with pytest.raises(ValueError, match=r"^honest: expected leads and lags"):
+        did.honest(es, window=(0, 3))
     state = mpdta.with_columns((pl.col("countyreal") // 1000).alias("state"))
     by_state = did.event_study(did.Panel(state, unit="countyreal", time="year", cluster="state", treatment="d"),
                                "lemp")
-    with pytest.raises(ValueError, match=r"^honest_sensitivity: the CV3 covariance is not defined[^\n]*$"):
-        did.honest_sensitivity(by_state, method="smoothness", values=[0.0])
+    with pytest.raises(ValueError, match=r"^honest: the CV3 covariance is not defined[^\n]*$"):
+        did.honest(by_state, method="smoothness", values=[0.0])
     with pytest.raises(TypeError, match="expected an EventStudyFit"):
-        did.honest_sensitivity(did.twfe(panel, "lemp"))
+        did.honest(did.twfe(panel, "lemp"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "estimators.md"
+DOC = ROOT / "README.md"
 DATA = ROOT.parent / "shared" / "data" / "mpdta.csv"
 NUMBER = re.compile(r"-?\d+\.\d+|-?\d+|NaN|null|true|false")
 

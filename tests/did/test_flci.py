@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from pipeline.did import honest
-from pipeline.did.honest import (
+from pipeline.did import flci as honest
+from pipeline.did.flci import (
     breakdown_relative_magnitudes,
     honest_did,
     relative_magnitudes_ci,
