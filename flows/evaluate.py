@@ -182,7 +182,7 @@ def estimate_unit(frames: dict[str, Any], config: EvaluationConfig, unit: analys
 def write_estimates(params: EvaluateParameters, run_id: str, parts: list[dict[str, Any]]) -> None:
     """Combine the units' tables, apply disclosure control and write them under ``run_id`` in one transaction."""
     with _db.connect(params.db) as con:
-        tables = analysis.combine(parts, params.config, largest_share=analysis.largest_share(con, params.config))
+        tables = analysis.finish(con, parts, params.config)
         analysis.write_results(con, tables, run_id)
 
 

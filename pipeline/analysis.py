@@ -93,8 +93,7 @@ def estimate_all(con: duckdb.DuckDBPyConnection, config: EvaluationConfig, *,
         units = estimation_units(con, config)
         inputs = units_inputs(con, units)
         warm.join()
-        return combine(run_units(units, inputs, config, workers=workers), config,
-                       largest_share=largest_share(con, config))
+        return finish(con, run_units(units, inputs, config, workers=workers), config)
     finally:
         for worker in workers:
             worker.close()
@@ -318,6 +317,18 @@ def combine(parts: list[dict[str, pl.DataFrame]], config: EvaluationConfig, *,
     if largest_share is not None and tables["cost"].height:
         tables["cost"] = tables["cost"].with_columns(pl.lit(largest_share, pl.Float64).alias("largest_share"))
     return apply_disclosure(tables, config)
+
+
+def finish(con: duckdb.DuckDBPyConnection, parts: list[dict[str, pl.DataFrame]],
+           config: EvaluationConfig) -> dict[str, pl.DataFrame]:
+    """The run's results tables: the units' tables combined (:func:`combine`, with the cost view's dominance
+    share read here) and the balance table of the cohort (:func:`pipeline.balance.balance_table`)."""
+    tables = combine(parts, config, largest_share=largest_share(con, config))
+    if _has_rows(con, "panel.cohort"):
+        from pipeline.balance import balance_table
+
+        tables["balance"] = balance_table(con, config)
+    return tables
 
 
 def apply_disclosure(tables: dict[str, pl.DataFrame], config: EvaluationConfig) -> dict[str, pl.DataFrame]:

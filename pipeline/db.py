@@ -38,6 +38,7 @@ RESULT_MODELS: tuple[str, ...] = (
     "results/placebo_size.sql",
     "results/robustness.sql",
     "results/cost.sql",
+    "results/balance.sql",
 )
 """DDL of the run metadata and results tables, in the order they are created."""
 

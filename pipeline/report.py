@@ -120,6 +120,7 @@ class ReportData:
     cost_basis: Row | None = None
     pilot_cost_eur: str | None = None
     validation: Row | None = None
+    balance: list[Row] | None = None
 
 
 # --- formatting -----------------------------------------------------------
@@ -313,6 +314,29 @@ def subgroup_tables(estimates: Iterable[Row], threshold: int) -> dict[str, list[
     for r in sorted(rows, key=lambda r: (r["subgroup"].split("=", 1)[0], row_key(r), r["subgroup"])):
         tables[r["subgroup"].split("=", 1)[0]].append(estimate_cells(r, threshold))
     return dict(sorted(tables.items(), key=lambda item: dimension_key(item[0])))
+
+
+def balance_rows(rows: list[Row] | None) -> list[Row] | None:
+    """The balance table as shown: shares as percentages, means and standardized differences to 3 decimals,
+    withheld rows without numbers (the decision is the results table's)."""
+    if not rows:
+        return None
+
+    def value(r: Row, key: str) -> str:
+        x = r.get(key)
+        if x is None:
+            return DASH
+        return f"{100 * x:.1f}%" if r["statistic"] == "share" else f"{x:.2f}"
+
+    def diff(x: float | None) -> str:
+        return DASH if x is None else f"{x:+.3f}"
+
+    return [{"covariate": r["covariate"], "level": r["level"], "suppressed": bool(r.get("suppressed")),
+             "pilot": value(r, "pilot_value"), "comparison": value(r, "comparison_value"),
+             "weighted": value(r, "comparison_value_weighted"), "std_diff": diff(r.get("std_diff")),
+             "std_diff_weighted": diff(r.get("std_diff_weighted")),
+             "large": r.get("std_diff") is not None and abs(r["std_diff"]) > 0.1}
+            for r in rows]
 
 
 def suppressed_keys(estimates: Iterable[Row], threshold: int) -> set[tuple[str, str, str]]:
@@ -1017,6 +1041,7 @@ def collect(con: duckdb.DuckDBPyConnection, run_id: str | None, settings: Settin
         cost=cost_rows(cost, hidden, threshold, settings.pilot_cost_eur),
         cost_basis=cost_basis(cost, threshold),
         pilot_cost_eur=None if settings.pilot_cost_eur is None else fmt_eur(settings.pilot_cost_eur),
+        balance=balance_rows(results(con, "balance", rid)),
         validation=validation_summary(
             None if rid is None else query(con, "select * from meta.validation_results where run_id = ?", [rid]),
             threshold,
