@@ -111,6 +111,37 @@ def estimate_cells(cells: Cells, *, outcome: str, subgroup: str, config: Evaluat
             cc_row.update(extra)
             inference += [dict(r, outcome=outcome, estimator="clean_controls", subgroup=subgroup) for r in inf_rows]
         rows.append(cc_row)
+    if cells.treated_clusters.sum() == 1:
+        return one_treated_cluster(rows, inference, n_comparison=int((~cells.treated_clusters).sum()))
+    return rows, inference
+
+
+INVALID_WITH_ONE_TREATED = ("p_value", "ci_low", "ci_high", "std_error_cv3", "p_value_wild_bootstrap",
+                            "ci_low_wild_bootstrap", "ci_high_wild_bootstrap")
+"""did_estimates columns not published for one treated cluster: CV1 and the cluster jackknife rest on the one
+treated cluster's score, and the wild cluster bootstraps on its sign alone."""
+
+
+def one_treated_cluster(rows: list[dict[str, Any]], inference: list[dict[str, Any]], *,
+                        n_comparison: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of an analysis with one treated cluster (a pilot municipality against the comparisons): the p-values
+    and intervals of methods invalid there (CV1, CV3, WCR, WCU) are NULL with the reason; the randomization
+    test, which compares the municipality with each comparison municipality in its place (Conley and Taber's
+    idea, exact here), stays, with its smallest attainable p-value stated."""
+    smallest = 1 / (n_comparison + 1)
+    note = (f"one treated municipality: CV1, CV3 and wild cluster bootstrap p-values and intervals are not valid "
+            f"(under no effect CV1 rejects far too often and WCR almost never) and are withheld; read "
+            f"p_value_randomization, whose smallest attainable value is 1/{n_comparison + 1} = {smallest:.3f}")
+    for row in rows:
+        row.update(dict.fromkeys(INVALID_WITH_ONE_TREATED), validity_note=note)
+    for r in inference:
+        if r["method"] == "randomization":
+            r["validity_note"] = (f"valid with one treated municipality: it is compared with each of the "
+                                  f"{n_comparison} comparison municipalities in its place; smallest attainable "
+                                  f"p-value 1/{n_comparison + 1} = {smallest:.3f}")
+        else:
+            r.update(p_value=None, ci_low=None, ci_high=None,
+                     validity_note="not valid with one treated municipality: withheld")
     return rows, inference
 
 

@@ -285,6 +285,7 @@ def estimate_cells(row: Row, threshold: int) -> Row:
         "level": row["subgroup"].split("=", 1)[-1],
         "clusters": fmt_clusters(row.get("n_treated_clusters"), row.get("n_clusters")),
         "suppressed": is_suppressed(row, threshold),
+        "validity_note": row.get("validity_note"),
     }
     if cells["suppressed"]:
         cells["suppressed_text"] = f"suppressed (< {threshold} persons)"

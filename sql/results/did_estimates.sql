@@ -22,11 +22,13 @@ create table if not exists results.did_estimates (
     n_treated_clusters      integer,
     std_error_cv3           double,
     path                    varchar,
+    validity_note varchar,
     suppressed              boolean not null default false,
     suppression_rule        varchar,
     primary key (run_id, outcome, estimator, subgroup)
 );
 -- databases created before these columns
+alter table results.did_estimates add column if not exists validity_note varchar;
 alter table results.did_estimates add column if not exists n_treated_persons bigint;
 alter table results.did_estimates add column if not exists suppression_rule varchar;
 comment on table results.did_estimates is 'Difference-in-differences effects of the pilot: one row per outcome, estimator and subgroup of a run.';
@@ -52,3 +54,4 @@ comment on column results.did_estimates.path is 'How it was computed: aggregated
 comment on column results.did_estimates.suppressed is 'True when the estimate rests on fewer persons than the disclosure threshold and its numbers are withheld.';
 comment on column results.did_estimates.n_treated_persons is 'Persons that carry the row: the pilot cohort members of its treated municipalities (for a per-municipality row that municipality''s alone); the disclosure threshold applies to them, not to the pooled count.';
 comment on column results.did_estimates.suppression_rule is 'The disclosure rule that withheld the row: primary (too few persons carry it), complement (another level of its subgroup family was withheld), leave_one_out (the municipality it leaves out is withheld), dominance (a few recipients hold most of a euro sum); NULL when published.';
+comment on column results.did_estimates.validity_note is 'Why a method''s p-value and interval are withheld (or what limits them) for this row: set when an analysis has one treated municipality, where CV1, CV3 and the wild cluster bootstraps are not valid; NULL otherwise.';

@@ -13,11 +13,13 @@ create table if not exists results.inference (
     exact       boolean,
     draws       bigint,
     assumes     varchar,
+    validity_note varchar,
     suppressed boolean,
     suppression_rule varchar,
     primary key (run_id, outcome, estimator, subgroup, method)
 );
 -- databases created before these columns
+alter table results.inference add column if not exists validity_note varchar;
 alter table results.inference add column if not exists suppressed boolean;
 alter table results.inference add column if not exists suppression_rule varchar;
 comment on table results.inference is 'Every p-value and interval computed for an estimate, one row per method, with what the method assumes.';
@@ -34,3 +36,4 @@ comment on column results.inference.draws is 'Bootstrap draws or randomization a
 comment on column results.inference.assumes is 'What the method assumes, in one sentence.';
 comment on column results.inference.suppressed is 'True when the estimate this row infers about is withheld (results.did_estimates.suppressed): its p-value and interval are then NULL.';
 comment on column results.inference.suppression_rule is 'The disclosure rule that withheld the row: primary (too few persons carry it), complement (another level of its subgroup family was withheld), leave_one_out (the municipality it leaves out is withheld), dominance (a few recipients hold most of a euro sum); NULL when published.';
+comment on column results.inference.validity_note is 'Why a method''s p-value and interval are withheld (or what limits them) for this row: set when an analysis has one treated municipality, where CV1, CV3 and the wild cluster bootstraps are not valid; NULL otherwise.';
