@@ -49,11 +49,39 @@ ROBUST_ESTIMATORS = ("twfe", "clean_controls")
 COMPARED_ESTIMATORS = ("twfe", "clean_controls", "sdid")
 ESTIMATOR_LABELS = {"twfe": "TWFE", "clean_controls": "clean controls", "sdid": "synthetic DiD"}
 ESTIMATOR_COLORS = {"twfe": "tab:blue", "clean_controls": "tab:orange"}
-SIMULATED_SIZE = {
-    "cv1": 0.112, "cv3": 0.074, "wcr": 0.052, "wcu": 0.086, "randomization": 0.052, "pretrend_f": 0.932,
-}
-"""Rejection rates at 5% under no effect in 500 simulated pilots (docs/inference_simulation.md, seed 20180101)."""
 SIMULATION_DOC = "docs/inference_simulation.md"
+"""The simulation page the report cites; its numbers and the advice come from the JSON it is rendered from."""
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What the report quotes of the committed inference simulation (``docs/inference_simulation.json``)."""
+
+    sentences: tuple[str, ...]
+    replications: int
+    dgps: tuple[str, ...]
+    lead_test_f: tuple[float, float]
+    lead_test_randomization: tuple[float, float]
+
+
+def simulation(path: Path | None = None) -> Simulation | None:
+    """The advice of :mod:`pipeline.simulation_advice` (its stated rule applied to the committed simulation)
+    and the lead tests' sizes under the actual design (lowest and highest over the data-generating processes);
+    None when the file is missing."""
+    from pipeline.simulation_advice import SIMULATION_JSON, actual_rows, advice_from
+
+    path = path or Path(__file__).resolve().parent.parent / SIMULATION_JSON
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+
+    def span(method: str) -> tuple[float, float]:
+        sizes = [r["size"] for r in actual_rows(data, "event_study", method)]
+        return (min(sizes), max(sizes)) if sizes else (float("nan"), float("nan"))
+
+    return Simulation(sentences=advice_from(data).sentences, replications=int(data["replications"]["actual"]),
+                      dgps=tuple(d["name"] for d in data["dgps"]), lead_test_f=span("lead_test_f"),
+                      lead_test_randomization=span("lead_test_randomization"))
 DASH = "–"
 
 Row = dict[str, Any]
@@ -1059,7 +1087,7 @@ def render(data: ReportData) -> str:
         lstrip_blocks=True,
     )
     return env.get_template(TEMPLATE_NAME).render(
-        data=data, pilot_start=PILOT_START, pilot_end=PILOT_END, size=SIMULATED_SIZE, simulation_doc=SIMULATION_DOC,
+        data=data, pilot_start=PILOT_START, pilot_end=PILOT_END, sim=simulation(), simulation_doc=SIMULATION_DOC,
         labels=ESTIMATOR_LABELS,
     )
 
