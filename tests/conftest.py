@@ -40,6 +40,27 @@ if os.environ.get("CI"):
     pytest.importorskip = _import_or_fail  # type: ignore[assignment]
 
 
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+"""Public example data with published results, beside the checkout (never copied into the repository)."""
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Any:
+    """``shared_data(name)``: the path of a file of the shared reference data; a missing file fails under CI and
+    skips, with the reason, elsewhere."""
+
+    def path(name: str) -> Path:
+        found = SHARED_DATA / name
+        if not found.is_file():
+            reason = f"{found} is missing: the shared reference data sits beside the checkout"
+            if os.environ.get("CI"):
+                pytest.fail(reason)
+            pytest.skip(reason)
+        return found
+
+    return path
+
+
 @pytest.fixture(scope="session")
 def test_peers() -> tuple[str, ...]:
     """The test-only peers (``PEERS``)."""

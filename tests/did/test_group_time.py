@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,7 +11,6 @@ import pytest
 
 from pipeline.did.group_time import GroupTimeResult, group_time_frame
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TOL = 1e-6
 
 SCENARIOS = {
@@ -25,29 +22,19 @@ SCENARIOS = {
 AGGREGATIONS = ("simple", "group", "dynamic", "calendar")
 
 
-def _shared(name: str) -> Path:
-    path = DATA / name
-    if not path.is_file():
-        reason = f"{path} is missing: the shared reference data sits beside the checkout"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+@pytest.fixture(scope="module")
+def mpdta(shared_data) -> pl.DataFrame:
+    return pl.read_csv(shared_data("mpdta.csv"))
 
 
 @pytest.fixture(scope="module")
-def mpdta() -> pl.DataFrame:
-    return pl.read_csv(_shared("mpdta.csv"))
+def r_attgt(shared_data) -> pl.DataFrame:
+    return pl.read_csv(shared_data("csdid_r_did_ref_attgt.csv"), null_values="NA")
 
 
 @pytest.fixture(scope="module")
-def r_attgt() -> pl.DataFrame:
-    return pl.read_csv(_shared("csdid_r_did_ref_attgt.csv"), null_values="NA")
-
-
-@pytest.fixture(scope="module")
-def r_aggte() -> pl.DataFrame:
-    return pl.read_csv(_shared("csdid_r_did_ref_aggte.csv"), null_values="NA")
+def r_aggte(shared_data) -> pl.DataFrame:
+    return pl.read_csv(shared_data("csdid_r_did_ref_aggte.csv"), null_values="NA")
 
 
 def fit_mpdta(mpdta: pl.DataFrame, **options) -> GroupTimeResult:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -14,23 +12,12 @@ from pipeline.did.group_time import group_time_frame
 from pipeline.did.honest_api import event_study_estimates
 from pipeline.did.sensitivity import honest_from_estimates
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def _shared(name: str) -> Path:
-    path = DATA / name
-    if not path.is_file():
-        reason = f"{path} is missing: the shared reference data sits beside the checkout"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
 
 
 @pytest.fixture(scope="module")
-def mpdta() -> pl.DataFrame:
+def mpdta(shared_data) -> pl.DataFrame:
     treated = (pl.col("first.treat") > 0) & (pl.col("year") >= pl.col("first.treat"))
-    return pl.read_csv(_shared("mpdta.csv")).with_columns(treated.cast(pl.Int8).alias("d"))
+    return pl.read_csv(shared_data("mpdta.csv")).with_columns(treated.cast(pl.Int8).alias("d"))
 
 
 @pytest.fixture(scope="module")

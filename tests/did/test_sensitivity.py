@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,7 +11,6 @@ from scipy import optimize, special, stats
 from pipeline.did import sensitivity as hs
 from pipeline.did.sensitivity import SensitivityInputError, honest_from_estimates, original_ci
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 PRE, POST = 5, 2
 MBAR = [0.5, 1.0, 1.5, 2.0]
 M_SD = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]
@@ -77,24 +74,14 @@ CACHE_2023_RM_AVERAGE = [
 ]
 
 
-def _shared(name: str) -> Path:
-    path = DATA / name
-    if not path.is_file():
-        reason = f"{path} is missing: the shared reference data sits beside the checkout"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
 EVENT_TERMS = [f"year::{y}:D" for y in (2008, 2009, 2010, 2011, 2012, 2014, 2015)]
 
 
 @pytest.fixture(scope="module")
-def medicaid_frame() -> pl.DataFrame:
+def medicaid_frame(shared_data) -> pl.DataFrame:
     """The README's sample: the 2014 cohort against never and later expanders, 2008-2015."""
     return (
-        pl.read_csv(_shared("ehec_data.csv"))
+        pl.read_csv(shared_data("ehec_data.csv"))
         .filter((pl.col("year") < 2016) & (pl.col("yexp2").is_null() | (pl.col("yexp2") != 2015)))
         .with_columns(D=(pl.col("yexp2") == 2014).fill_null(False).cast(pl.Int64))
     )

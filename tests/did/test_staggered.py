@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,24 +11,13 @@ import pytest
 from pipeline import did
 from pipeline.did.group_time import group_time_frame
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TOL = 1e-6
 
 
-def _shared(name: str) -> Path:
-    path = DATA / name
-    if not path.is_file():
-        reason = f"{path} is missing: the shared reference data sits beside the checkout"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
 @pytest.fixture(scope="module")
-def mpdta() -> pl.DataFrame:
+def mpdta(shared_data) -> pl.DataFrame:
     treated = (pl.col("first.treat") > 0) & (pl.col("year") >= pl.col("first.treat"))
-    return pl.read_csv(_shared("mpdta.csv")).with_columns(treated.cast(pl.Int8).alias("d"))
+    return pl.read_csv(shared_data("mpdta.csv")).with_columns(treated.cast(pl.Int8).alias("d"))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +55,7 @@ def small_fit(small) -> did.GroupTimeFit:
 
 @pytest.mark.parametrize(("scenario", "control"), [("mpdta_nev_dr", "never_treated"),
                                                    ("mpdta_nyt_dr", "not_yet_treated")])
-def test_group_time_equals_group_time_frame_and_r_did(scenario, control, panel, mpdta) -> None:
+def test_group_time_equals_group_time_frame_and_r_did(scenario, control, panel, mpdta, shared_data) -> None:
     fit = did.group_time(panel, "lemp", control=control)
     direct = group_time_frame(mpdta, outcome="lemp", unit="countyreal", time="year", cohort="first.treat",
                               control=control).tidy()
@@ -77,11 +64,11 @@ def test_group_time_equals_group_time_frame_and_r_did(scenario, control, panel, 
     assert tidy["term"].to_list() == [f"att({g},{t})" for g, t in direct.select("group", "time").iter_rows()]
     np.testing.assert_allclose(tidy["estimate"], direct["estimate"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(tidy["std_error"], direct["std_error"], rtol=0, atol=1e-12)
-    ref = pl.read_csv(_shared("csdid_r_did_ref_attgt.csv"), null_values="NA").filter(pl.col("scenario") == scenario)
+    ref = pl.read_csv(shared_data("csdid_r_did_ref_attgt.csv"), null_values="NA").filter(pl.col("scenario") == scenario)
     assert tidy["term"].to_list() == [f"att({g},{t})" for g, t in ref.select("group", "t").iter_rows()]
     np.testing.assert_allclose(tidy["estimate"], ref["att"], rtol=0, atol=TOL)
     np.testing.assert_allclose(tidy["std_error"], ref["se"], rtol=0, atol=TOL)
-    aggte = pl.read_csv(_shared("csdid_r_did_ref_aggte.csv"), null_values="NA").filter(pl.col("scenario") == scenario)
+    aggte = pl.read_csv(shared_data("csdid_r_did_ref_aggte.csv"), null_values="NA").filter(pl.col("scenario") == scenario)
     prefix = {"dynamic": "e", "group": "g", "calendar": "t"}
     for kind in ("simple", "dynamic", "group", "calendar"):
         r = aggte.filter(pl.col("type") == kind)
