@@ -82,8 +82,8 @@ class CleanControlsResult:
         }])
 
 
-def contributions(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Cluster contributions a_g, their expectation weights, the treated mask and the estimate."""
+def contribution_weights(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(G, T) weights L with a_g = L_g . S_g, the (G,) expectation weights and the treated mask."""
     treat = cells.treat != 0
     treated = treat.any(axis=1)
     controls = ~treated
@@ -92,23 +92,29 @@ def contributions(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, flo
     n = cells.n.astype(float)
     N_c = n[controls].sum()
     W = float(sum(n[g] * treat[g].sum() for g in np.nonzero(treated)[0]))
-    a = np.zeros(cells.n_clusters)
+    L = np.zeros(cells.sums.shape)
     weight = np.zeros(cells.n_clusters)
-    control_weight_t = np.zeros(cells.n_periods)  # sum over treated g of n_g * (1{t in P_g} - |P_g| 1{t in pre_g}/|pre_g|)
+    control_weight_t = np.zeros(cells.n_periods)
     for g in np.nonzero(treated)[0]:
         first = int(np.argmax(treat[g]))
         if first == 0:
             raise ValueError(f"cluster {cells.clusters[g]} is treated from the first period: no pre-period")
-        pre = np.zeros(cells.n_periods, dtype=bool)
-        pre[:first] = True
+        pre = np.arange(cells.n_periods) < first
         P = treat[g]
         lam = P.astype(float) - P.sum() * pre / pre.sum()
-        a[g] = float(lam @ cells.sums[g]) / W
+        L[g] = lam / W
         weight[g] = n[g] * P.sum() / W
         control_weight_t += n[g] * lam
-    for c in np.nonzero(controls)[0]:
-        a[c] = -float(control_weight_t @ cells.sums[c]) / (N_c * W)
-        weight[c] = n[c] / N_c
+    L[controls] = -control_weight_t / (N_c * W)
+    weight[controls] = n[controls] / N_c
+    return L, weight, treated
+
+
+def contributions(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Cluster contributions a_g (:func:`contribution_weights` applied to the sums), their expectation weights,
+    the treated mask and the estimate."""
+    L, weight, treated = contribution_weights(cells)
+    a = np.einsum("gt,gt->g", L, cells.sums.astype(float))
     return a, weight, treated, float(a.sum())
 
 

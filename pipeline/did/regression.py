@@ -63,6 +63,12 @@ class _RowsMixin:
             self._rows_cache = _general.Rows(raw.y, raw.d, raw.g, raw.t, raw.factors, float(c))
         return self._rows_cache
 
+    def _rows_general(self) -> _general.Rows:
+        """The demeaned rows of this fit's panel, scaled to its own standard error."""
+        p = self.panel  # type: ignore[attr-defined]
+        return self._general_rows(unit=p.unit, time=p.time, cluster=p.cluster, treatment=p.treatment,
+                                  outcome=self.outcome, std_error=self.result.std_error)  # type: ignore[attr-defined]
+
     def _general_randomization(self, rows: _general.Rows, assignments: Any, *, draws: int | None, seed: int,
                                null: float, max_assignments: int | None, alpha: float) -> InferenceResult:
         D = self._df[self._treatment_col].cast(pl.Float64).to_numpy()
@@ -109,11 +115,6 @@ class TwfeFit(_RowsMixin, Fit):
         r = self.result
         inf = t_inference(r.estimate, r.std_error_cv3, r.df, self.alpha)
         return InferenceResult("cv3", inf.t_stat, inf.p_value, inf.ci_low, inf.ci_high, None, False)
-
-    def _rows_general(self) -> _general.Rows:
-        p = self.panel
-        return self._general_rows(unit=p.unit, time=p.time, cluster=p.cluster, treatment=p.treatment,
-                                  outcome=self.outcome, std_error=self.result.std_error)
 
     def wild_bootstrap(self, *, restricted: bool = True, weights: str = "webb", draws: int = 9_999, seed: int = 0,
                        null: float = 0.0) -> InferenceResult:
@@ -324,11 +325,6 @@ class Did2x2Fit(_RowsMixin, Fit):
         se = float(jackknife_se(leave)[0])
         inf = t_inference(self.result.estimate, se, self.result.n_clusters - 1, self.alpha)
         return InferenceResult("cv3", inf.t_stat, inf.p_value, inf.ci_low, inf.ci_high, None, False)
-
-    def _rows_general(self) -> _general.Rows:
-        p = self.panel
-        return self._general_rows(unit=p.unit, time=p.time, cluster=p.cluster, treatment=p.treatment,
-                                  outcome=self.outcome, std_error=self.result.std_error)
 
     def wild_bootstrap(self, *, restricted: bool = True, weights: str = "webb", draws: int = 9_999, seed: int = 0,
                        null: float = 0.0) -> InferenceResult:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.did.cells import Cells
+from pipeline.did.clean_controls import contribution_weights
 from pipeline.did.inference._twfe_algebra import TwfeFit, demean_sums, demean_treatment
 from pipeline.did.inference.bootstrap import WEIGHT_TYPES, BootstrapResult, _result, _weights, all_sign_vectors
 from pipeline.did.inference.randomization import (
@@ -43,38 +44,6 @@ from pipeline.did.inference.randomization import (
 )
 
 _CHUNK = 20_000  # assignments per batch (the seeded stream does not depend on it)
-
-
-def contribution_weights(cells: Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(G, T) weights L with a_g = L_g . S_g, the (G,) expectation weights and the treated mask.
-
-    The same quantities as :func:`pipeline.did.clean_controls.contributions`,
-    written as weights on the sums.
-    """
-    treat = cells.treat != 0
-    treated = treat.any(axis=1)
-    controls = ~treated
-    if not treated.any() or not controls.any():
-        raise ValueError("clean controls need at least one treated and one never-treated cluster")
-    n = cells.n.astype(float)
-    N_c = n[controls].sum()
-    W = float(sum(n[g] * treat[g].sum() for g in np.nonzero(treated)[0]))
-    L = np.zeros(cells.sums.shape)
-    weight = np.zeros(cells.n_clusters)
-    control_weight_t = np.zeros(cells.n_periods)
-    for g in np.nonzero(treated)[0]:
-        first = int(np.argmax(treat[g]))
-        if first == 0:
-            raise ValueError(f"cluster {cells.clusters[g]} is treated from the first period: no pre-period")
-        pre = np.arange(cells.n_periods) < first
-        P = treat[g]
-        lam = P.astype(float) - P.sum() * pre / pre.sum()
-        L[g] = lam / W
-        weight[g] = n[g] * P.sum() / W
-        control_weight_t += n[g] * lam
-    L[controls] = -control_weight_t / (N_c * W)
-    weight[controls] = n[controls] / N_c
-    return L, weight, treated
 
 
 def _variance(a: np.ndarray, weight: np.ndarray, treated: np.ndarray) -> np.ndarray:
